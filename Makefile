@@ -1,0 +1,34 @@
+# Everything a fresh machine needs: `make run` (the demo) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: run test lint venv clean server
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/exoprov demo
+
+server: $(STAMP)
+	mkdir -p run
+	$(BIN)/exoprov admin add-vendor example --db run/exoprov.db --if-missing
+	$(BIN)/exoprov server --db run/exoprov.db
+
+test: $(STAMP)
+	$(BIN)/ruff check agent boards tools host_tests
+	$(BIN)/python -m pytest host_tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check agent boards tools host_tests
+	$(BIN)/ruff format --check agent boards tools host_tests
+
+clean:
+	rm -rf $(VENV) build run .pytest_cache

@@ -1,0 +1,129 @@
+"""Shared fixtures: the real server on a free loopback port, vendors, HTTP sessions."""
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+_LISTEN = re.compile(r"listening on (http://[0-9.]+:(\d+))")
+_names = itertools.count(1)
+
+
+def exoprov(*args, check=True, **kw):
+    """Run `exoprov ARGS...` from this checkout; returns CompletedProcess (text)."""
+    cmd = [sys.executable, "-m", "tools.cli", *map(str, args)]
+    return subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, check=check, timeout=60, **kw
+    )
+
+
+class Server:
+    """One `exoprov server` process on 127.0.0.1 with its own database."""
+
+    def __init__(self, tmp: Path, *extra):
+        self.dir = tmp
+        self.db = tmp / "exoprov.db"
+        cmd = [sys.executable, "-m", "tools.cli", "server", "--db", str(self.db)]
+        cmd += ["--host", "127.0.0.1", "--port", "0", *map(str, extra)]
+        self.log = open(tmp / "server.log", "w+")
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log, text=True
+        )
+        deadline = time.monotonic() + 30
+        line = ""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            m = _LISTEN.search(line)
+            if m:
+                self.url, self.port = m.group(1), int(m.group(2))
+                self.host = "127.0.0.1"
+                return
+        self.stop()
+        self.log.seek(0)
+        raise RuntimeError(f"server did not start: {line!r}\n{self.log.read()}")
+
+    def add_vendor(self, name=None):
+        """Create a vendor with the admin command; returns {"vendor", "cik", "rid"}."""
+        name = name or f"vendor{os.getpid()}x{next(_names)}"
+        out = exoprov("admin", "add-vendor", name, "--db", self.db).stdout
+        return json.loads(out)
+
+    def session(self, cik=None, token=None, vendor=None):
+        """A keep-alive requests.Session whose URLs are relative to this server."""
+        return Client(self.url, cik=cik, token=token, vendor=vendor)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self.log.close()
+
+
+class Client(requests.Session):
+    def __init__(self, base, cik=None, token=None, vendor=None):
+        super().__init__()
+        self.base = base
+        if cik:
+            self.headers["X-Exosite-CIK"] = cik
+        if token:
+            self.headers["X-Exosite-Token"] = token
+        if vendor:
+            self.headers["X-Exosite-Vendor"] = vendor
+
+    def request(self, method, url, *a, **kw):
+        if url.startswith("/"):
+            url = self.base + url
+        kw.setdefault("timeout", 30)
+        return super().request(method, url, *a, **kw)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """A server shared by the whole run: 24 h window, activation rate limit lifted."""
+    srv = Server(tmp_path_factory.mktemp("server"), "--activation-limit", "0")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def make_server(tmp_path_factory):
+    """Factory for a private server with its own options (short window, rate limit...)."""
+    started = []
+
+    def make(*extra):
+        srv = Server(tmp_path_factory.mktemp("srv"), *extra)
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture
+def vendor(server):
+    """A fresh vendor on the shared server: {"vendor", "cik", "rid"}."""
+    return server.add_vendor()
+
+
+@pytest.fixture
+def vclient(server, vendor):
+    """A session authenticated as `vendor` with its CIK."""
+    with server.session(cik=vendor["cik"]) as s:
+        yield s

@@ -1,0 +1,52 @@
+"""`exoprov`: one command line, one module per subcommand.
+
+Each subcommand lives in its own module with a `main(argv) -> int`; it is imported only
+when used, so `exoprov monitor` does not pay for the server's imports and vice versa.
+"""
+
+import importlib
+import sys
+
+# name -> (module, function, one-line help)
+COMMANDS = {
+    "server": ("tools.server.cli", "server_main", "run the Provision API server"),
+    "admin": ("tools.server.cli", "admin_main", "server administration (vendors)"),
+    "agent": ("agent.main", "main", "run the device agent under CPython"),
+    "fleet": ("tools.fleet", "main", "vendor fleet management"),
+    "deploy": ("tools.deploy", "main", "copy the agent to a board with mpremote"),
+    "monitor": ("tools.monitor", "main", "serial monitor for a board"),
+    "build": ("tools.build", "main", "compile agent and boards to .mpy"),
+    "demo": ("tools.demo", "main", "the end-to-end demo behind `make run`"),
+}
+
+
+def _usage(out):
+    out.write("usage: exoprov COMMAND [ARGS...]\n\ncommands:\n")
+    for name, (_mod, _fn, text) in COMMANDS.items():
+        out.write(f"  {name:<9}{text}\n")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        _usage(sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        sys.stderr.write(f"exoprov: unknown command {name!r}\n")
+        _usage(sys.stderr)
+        return 2
+    mod_name, fn_name, _text = COMMANDS[name]
+    try:
+        mod = importlib.import_module(mod_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and mod_name.startswith(exc.name):
+            sys.stderr.write(f"exoprov: {name}: not available in this build\n")
+            return 2
+        raise
+    rc = getattr(mod, fn_name)(rest)
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
