@@ -1,0 +1,1 @@
+"""Fault injection for the agent: a scriptable device-procedure server on loopback."""
