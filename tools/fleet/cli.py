@@ -79,10 +79,12 @@ def settings(a, env=None):
     env = os.environ if env is None else env
     path = a.config or env.get("EXOPROV_CONFIG")
     cfg = {}
+    home = env.get("HOME") or os.path.expanduser("~")
+    default = os.path.join(home, CONFIG_DEFAULT[2:])
     if path:
         cfg = load_config(path)
-    elif os.path.exists(os.path.expanduser(CONFIG_DEFAULT)):
-        cfg = load_config(os.path.expanduser(CONFIG_DEFAULT))
+    elif os.path.exists(default):
+        cfg = load_config(default)
 
     def pick(flag, var, key, default=None):
         return flag or env.get(var) or cfg.get(key) or default
