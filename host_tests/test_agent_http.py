@@ -1,0 +1,232 @@
+"""agent.http and agent.api on fake sockets: exact request bytes, scripted answers."""
+
+import pytest
+from agentkit import FakeClock, FakeNet, chunked, response
+
+from agent import api as A
+from agent.http import Conn, ProtocolError, form, parse_url, quote
+
+CIK = "c" * 20 + "1" * 20  # generated shape only: 40 characters
+
+
+def conn(*responses, step=None, port=80, clock=None):
+    net = FakeNet(*responses, step=step)
+    c = Conn("h.example", port, False, 5000, clock.ticks_ms if clock else None, connect=net)
+    return c, net
+
+
+def api(*responses, step=None, port=80):
+    c, net = conn(*responses, step=step, port=port)
+    return A.Api(c, "ven dor", "mo/del"), net
+
+
+def test_quote_and_form():
+    assert quote("a b/c&d=é~") == "a%20b%2Fc%26d%3D%C3%A9~"
+    assert form(("vendor", "v&x"), ("sn", "00:11")) == "vendor=v%26x&sn=00%3A11"
+
+
+def test_parse_url():
+    assert parse_url("http://127.0.0.1:8080") == (False, "127.0.0.1", 8080)
+    assert parse_url("https://m2.exosite.com/") == (True, "m2.exosite.com", 443)
+    assert parse_url("http://[::1]:81") == (False, "::1", 81)
+    for bad in ("ftp://x", "http://", "http://h/path", "h:80"):
+        with pytest.raises(ValueError):
+            parse_url(bad)
+
+
+@pytest.mark.parametrize("step", [None, 1])
+def test_activate_exact_bytes(step):
+    a, net = api(response(200, CIK.encode() + b"\r\n"), step=step, port=8080)
+    assert a.activate("sn 1") == CIK
+    body = b"vendor=ven%20dor&model=mo%2Fdel&sn=sn%201"
+    assert net.sent == (
+        b"POST /provision/activate HTTP/1.1\r\nHost: h.example:8080\r\n"
+        b"Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )
+
+
+@pytest.mark.parametrize(
+    "status,cls",
+    [(404, A.NotFound), (409, A.Conflict), (403, A.Forbidden), (401, A.Unauthorized)]
+    + [(500, A.ServerError), (503, A.ServerError), (400, A.ApiError)],
+)
+def test_status_becomes_typed_error(status, cls):
+    a, net = api(response(status, b"reason"))
+    with pytest.raises(cls) as e:
+        a.activate("x")
+    assert e.value.status == status
+    assert net.socks[0].closed
+
+
+@pytest.mark.parametrize("body", [b"short", b"x" * 41, b"c" * 39 + b" ", b""])
+def test_activate_rejects_non_cik(body):
+    a, _ = api(response(200, body))
+    with pytest.raises(ProtocolError):
+        a.activate("x")
+
+
+@pytest.mark.parametrize("step", [None, 1])
+def test_list_info_keepalive_exact_bytes(step):
+    a, net = api(
+        response(200, b"firmware-1\r\nother\nfirmware-2\n")
+        + response(200, b"application/octet-stream,1024,1700000000,sha256=ab&version=1.2"),
+        step=step,
+    )
+    assert a.list(CIK, "firmware") == ["firmware-1", "firmware-2"]
+    ct, size, ts, meta = a.info(CIK, "firmware-2")
+    assert (ct, size, ts, meta) == (
+        "application/octet-stream",
+        1024,
+        1700000000,
+        {"sha256": "ab", "version": "1.2"},
+    )
+    assert len(net.socks) == 1  # the connection was reused
+    q = b"/provision/download?vendor=ven%20dor&model=mo%2Fdel"
+    hdr = b" HTTP/1.1\r\nHost: h.example\r\nX-Exosite-CIK: " + CIK.encode() + b"\r\n\r\n"
+    assert net.sent == b"GET " + q + hdr + b"GET " + q + b"&id=firmware-2&info=true" + hdr
+
+
+def test_info_meta_with_commas_and_garbage():
+    a, _ = api(response(200, b"t,5,6,desc, with comma&sha256=x"), response(200, b"t,five,6,"))
+    assert a.info(CIK, "f")[3] == {"desc, with comma": "", "sha256": "x"}
+    with pytest.raises(ProtocolError):
+        a.info(CIK, "f")
+
+
+@pytest.mark.parametrize("step", [None, 1, 3])
+def test_range_fetch_and_chunked_body(step):
+    data = bytes(range(200))
+    ok = {"Content-Range": "bytes 100-299/1000", "ETag": '"e1"'}
+    r1 = response(206, data, ok)
+    r2 = response(206, chunked(data), dict(ok, **{"Transfer-Encoding": "chunked"}))
+    a, net = api(r1 + r2, step=step)
+    for etag in (None, '"e1"'):
+        assert a.fetch(CIK, "fw", 100, 299, 1000, etag) == '"e1"'
+        buf = bytearray(64)
+        got = bytearray()
+        while n := a.conn.readinto(memoryview(buf)):
+            got += buf[:n]
+        assert bytes(got) == data and a.conn.at_end()
+    assert b"Range: bytes=100-299\r\n\r\n" in net.sent
+    assert net.sent.endswith(b'Range: bytes=100-299\r\nIf-Range: "e1"\r\n\r\n')
+    assert len(net.socks) == 1
+
+
+@pytest.mark.parametrize(
+    "resp",
+    [
+        response(200, b"x" * 200),  # Range ignored
+        response(206, b"x" * 200, {"Content-Range": "bytes 101-300/1000"}),  # wrong start
+        response(206, b"x" * 200, {"Content-Range": "bytes 100-299/999"}),  # wrong total
+        response(206, b"x" * 201, {"Content-Range": "bytes 100-299/1000"}),  # longer body
+        response(206, b"x" * 200),  # no Content-Range
+    ],
+)
+def test_range_answer_not_the_one_asked_is_refused(resp):
+    a, net = api(resp)
+    with pytest.raises((ProtocolError, A.ApiError)):
+        a.fetch(CIK, "fw", 100, 299, 1000)
+    assert net.socks[0].closed
+
+
+def test_connection_close_and_reconnect():
+    a, net = api(
+        response(200, b"a\n", {"Connection": "close"}), response(200, b"b\n") + response(200, b"")
+    )
+    assert a.list(CIK) == ["a"]
+    assert net.socks[0].closed
+    assert a.list(CIK) == ["b"]
+    assert len(net.socks) == 2
+    assert a.list(CIK) == []
+    assert len(net.socks) == 2
+
+
+def test_post_always_on_fresh_connection_and_report_bytes():
+    a, net = api(response(200, b"x\n"), response(204))
+    a.list(CIK)
+    a.report(CIK, ("state", "active"), ("version", "1.0"))
+    assert net.socks[0].closed and len(net.socks) == 2
+    assert bytes(net.socks[1].sent) == (
+        b"POST /onep:v1/stack/alias HTTP/1.1\r\nHost: h.example\r\nX-Exosite-CIK: "
+        + CIK.encode()
+        + b"\r\nContent-Type: application/x-www-form-urlencoded; charset=utf-8\r\n"
+        b"Content-Length: 24\r\n\r\nstate=active&version=1.0"
+    )
+
+
+def test_stale_keepalive_get_retried_once_on_fresh_socket():
+    a, net = api(response(200, b"a\n"), response(200, b"b\n"))
+    # The first socket only holds one answer: the second GET on it reads EOF.
+    assert a.list(CIK) == ["a"]
+    assert a.list(CIK) == ["b"]
+    assert len(net.socks) == 2
+
+
+def test_eof_on_fresh_connection_raises_oserror():
+    a, net = api(b"")
+    with pytest.raises(OSError):
+        a.list(CIK)
+    assert net.socks[0].closed
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 200 OK\r\n" + b"X: " + b"y" * 1100 + b"\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 33 + b"\r\n",
+        b"SPDY/9 200 OK\r\n\r\n",
+        b"HTTP/1.1 abc OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nnocolon\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
+def test_malformed_heads_are_protocol_errors(raw):
+    a, net = api(raw)
+    with pytest.raises(ProtocolError):
+        a.list(CIK)
+    assert net.socks[0].closed
+
+
+def test_body_cap_and_body_until_close():
+    a, _ = api(response(200, b"f\n" * 5000))
+    with pytest.raises(ProtocolError):
+        a.list(CIK)
+    a, net = api(b"HTTP/1.1 200 OK\r\n\r\nfw-a\nfw-b", response(200, b""))
+    assert a.list(CIK) == ["fw-a", "fw-b"]
+    a.list(CIK)
+    assert len(net.socks) == 2
+
+
+def test_short_body_is_oserror():
+    a, _ = api(response(200, b"", {"Content-Length": "10"}) + b"abc")
+    with pytest.raises(OSError):
+        a.list(CIK)
+
+
+def test_deadline_per_exchange():
+    clock = FakeClock()
+
+    class Slow(FakeNet):
+        def __call__(self, *args):
+            s = super().__call__(*args)
+            read = s.readinto
+
+            def slow(buf):
+                clock.now += 2000
+                return read(buf)
+
+            s.readinto = slow
+            return s
+
+    net = Slow(response(200, b"a\n"), step=4)
+    c = Conn("h", 80, False, 5000, clock.ticks_ms, connect=net)
+    with pytest.raises(OSError, match="deadline"):
+        A.Api(c, "v", "m").list(CIK)
+
+
+def test_1xx_204_and_headers_case_insensitive():
+    c, _ = conn(b"HTTP/1.1 204 No Content\r\nETAG: x\r\n\r\n" + response(200, b"ok"))
+    assert c.request("GET", "/") == 204 and c.headers == {"etag": "x"}
+    assert c.request("GET", "/") == 200 and bytes(c.read_all(10)) == b"ok"
