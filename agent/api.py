@@ -66,11 +66,10 @@ class Api:
             hdrs = (("X-Exosite-CIK", cik),) + tuple(hdrs)
         st = self.conn.request(method, path, hdrs, body)
         if st != ok:
-            what = self.conn.headers.get("content-type", "")
-            if st == 200 and ok == 206:
-                what = "200 to a Range request"
             self.conn.close()  # error bodies are not needed; never keep them on the wire
-            raise error(st, what)
+            if 200 <= st < 300:
+                raise ProtocolError("answer %d, expected %d" % (st, ok))  # e.g. 200 to a Range
+            raise error(st)
         return st
 
     def activate(self, sn):

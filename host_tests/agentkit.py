@@ -349,3 +349,111 @@ class StallProxy:
                 s.close()
             except OSError:
                 pass
+
+
+# -- an in-process device-procedure server for unit tests ------------------------------------
+
+
+class _ServerSock(FakeSock):
+    def __init__(self, server):
+        super().__init__(b"")
+        self.server = server
+        self.pending = bytearray()
+
+    def write(self, buf):
+        n = super().write(buf)
+        self.pending += bytes(buf)
+        while True:
+            head, sep, rest = bytes(self.pending).partition(b"\r\n\r\n")
+            if not sep:
+                break
+            lines = head.decode().split("\r\n")
+            hdrs = {}
+            for line in lines[1:]:
+                k, _, v = line.partition(":")
+                hdrs[k.strip().lower()] = v.strip()
+            size = int(hdrs.get("content-length", 0))
+            if len(rest) < size:
+                break
+            self.pending = bytearray(rest[size:])
+            method, path, _ = lines[0].split(" ")
+            out = self.server.answer(method, path, hdrs, rest[:size].decode())
+            pos = self.rx.tell()
+            self.rx.seek(0, 2)
+            self.rx.write(out)
+            self.rx.seek(pos)
+        return n
+
+
+class FakeProvision:
+    """The four device procedures, in memory, behind a connect() factory (pass as connect=).
+
+    contents: {id: {"data": bytes, "ts": int, "meta": str}}; add() fills meta with sha256.
+    activation: status for the next activations (200 hands out `cik`).
+    faults: list of callables f(method, params, headers) -> bytes or None, consulted in order
+    before the normal answer (a callable returning bytes answers that request instead).
+    """
+
+    def __init__(self, cik=None):
+        import secrets
+
+        self.cik = cik or secrets.token_hex(20)
+        self.valid = {self.cik}
+        self.activation = 200
+        self.contents = {}
+        self.requests = []
+        self.faults = []
+        self.socks = []
+        self.step = None
+
+    def add(self, cid, data, version=None, ts=1700000000, digest=True):
+        import hashlib
+
+        meta = "sha256=" + hashlib.sha256(data).hexdigest() if digest else "x=1"
+        if version:
+            meta += "&version=" + version
+        self.contents[cid] = {"data": bytes(data), "ts": ts, "meta": meta}
+
+    def __call__(self, host, port, tls, timeout_ms, ca=None):
+        s = _ServerSock(self)
+        s.step = self.step
+        self.socks.append(s)
+        return s
+
+    def answer(self, method, path, hdrs, body):
+        from urllib.parse import parse_qs, urlsplit
+
+        u = urlsplit(path)
+        q = {k: v[0] for k, v in parse_qs(u.query or body).items()}
+        self.requests.append((method, u.path, q, hdrs))
+        for f in self.faults:
+            out = f(method, q, hdrs)
+            if out is not None:
+                return out
+        if u.path == "/provision/activate":
+            st = self.activation
+            if st == 200:
+                self.activation = 409
+                return response(200, self.cik.encode())
+            return response(st, b"no")
+        if u.path == "/onep:v1/stack/alias":
+            return response(204)
+        if hdrs.get("x-exosite-cik") not in self.valid:
+            return response(401, b"unauthorized")
+        if "id" not in q:
+            return response(200, "".join(c + "\r\n" for c in self.contents).encode())
+        c = self.contents.get(q["id"])
+        if c is None:
+            return response(404, b"no such content")
+        data = c["data"]
+        if q.get("info"):
+            info = "application/octet-stream,%d,%d,%s" % (len(data), c["ts"], c["meta"])
+            return response(200, info.encode())
+        etag = '"%d-%d"' % (c["ts"], len(data))
+        rng = hdrs.get("range")
+        if not rng or hdrs.get("if-range", etag) != etag:
+            return response(200, data, {"ETag": etag})
+        first, _, last = rng[6:].partition("-")
+        first, last = int(first), min(int(last), len(data) - 1)
+        cr = "bytes %d-%d/%d" % (first, last, len(data))
+        return response(206, data[first : last + 1], {"Content-Range": cr, "ETag": etag})

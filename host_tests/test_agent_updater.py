@@ -1,0 +1,248 @@
+"""agent.updater and agent.store with the fake board and the in-process fake server."""
+
+import hashlib
+import json
+import os
+
+import pytest
+from agentkit import FakeBoard, FakeProvision, Reset, response
+
+from agent import store, updater
+from agent.api import Api, NotFound
+from agent.http import Conn, ProtocolError
+
+BLOCK = 4096
+
+
+def setup(size=20000, **add):
+    srv = FakeProvision()
+    data = os.urandom(size)
+    srv.add("firmware-a", data, **add)
+    board = FakeBoard()
+    rec = store.new()
+    rec["cik"], rec["state"] = srv.cik, "active"
+    api = Api(Conn("h", 80, False, 5000, None, connect=srv), "v", "m")
+    return srv, board, rec, api, data
+
+
+def run(srv, board, rec, api, chunk=8192, unverified=False):
+    cand = updater.pick(api, rec["cik"], api.list(rec["cik"], "firmware"), rec)
+    mv = memoryview(bytearray(BLOCK))
+    return updater.download(
+        api, board, rec, cand, mv, lambda: store.save(board, rec), chunk, unverified
+    )
+
+
+def ranges(srv):
+    return [r[3]["range"] for r in srv.requests if "range" in r[3]]
+
+
+# -- store --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw", [None, b"", b"{", b"[]", b'{"state": "weird"}', b"\xff\xfe", b'{"state": 5}']
+)
+def test_missing_or_corrupt_record_is_unprovisioned(raw):
+    rec = store.load(FakeBoard(record=raw))
+    assert rec == store.new()
+
+
+def test_record_round_trip_and_bad_cik_dropped():
+    b = FakeBoard()
+    rec = store.new()
+    rec.update(state="active", cik="k" * 40)
+    store.count(rec, "act")
+    store.save(b, rec)
+    assert store.load(b) == rec and b.saves == 1
+    b.record = json.dumps(dict(rec, cik="short")).encode()
+    assert store.load(b)["state"] == "unprov" and store.load(b)["cik"] is None
+
+
+# -- pick ---------------------------------------------------------------------------------
+
+
+def test_pick_newest_version_above_installed():
+    srv, board, rec, api, _ = setup(version="1.0")
+    srv.add("firmware-b", b"b", version="1.10")
+    srv.add("firmware-c", b"c", version="1.9", ts=1800000000)
+    srv.add("other", b"o", version="9.0")
+    ids = api.list(rec["cik"], "firmware")
+    assert updater.pick(api, rec["cik"], ids, rec)[0] == "firmware-b"  # 1.10 > 1.9 > none
+    rec["inst"] = {"id": "firmware-b", "ver": "1.10", "ts": 1}
+    assert updater.pick(api, rec["cik"], ids, rec) is None
+    rec["inst"] = {"id": None, "ver": "1.2", "ts": 0}
+    assert updater.pick(api, rec["cik"], ids, rec)[0] == "firmware-b"
+
+
+def test_pick_by_timestamp_without_versions_and_skips_bad():
+    srv, board, rec, api, _ = setup()
+    srv.add("firmware-b", b"b", ts=1700000500)
+    ids = api.list(rec["cik"], "firmware")
+    assert updater.pick(api, rec["cik"], ids, rec)[0] == "firmware-b"
+    rec["bad"] = "firmware-b:1700000500"
+    assert updater.pick(api, rec["cik"], ids, rec)[0] == "firmware-a"
+    rec["inst"] = {"id": "firmware-a", "ver": None, "ts": 1700000000}
+    assert updater.pick(api, rec["cik"], ids, rec) is None
+
+
+# -- download -----------------------------------------------------------------------------
+
+
+def test_download_verify_apply_block_aligned():
+    srv, board, rec, api, data = setup(20000)
+    pend = run(srv, board, rec, api)
+    assert board.installed == data
+    assert ranges(srv) == ["bytes=0-8191", "bytes=8192-16383", "bytes=16384-19999"]
+    assert board.writes == 5  # 4 whole blocks + the 3616-byte tail (FakeBoard asserts it)
+    assert pend["sha"] == hashlib.sha256(data).hexdigest()
+    saved = store.load(board)
+    assert saved["pend"] == pend and saved["j"] is None
+    assert ("apply",) in board.log
+
+
+@pytest.mark.parametrize("step", [1, 7, 4095])
+def test_split_reads_still_fill_whole_blocks(step):
+    srv, board, rec, api, data = setup(9000)
+    srv.step = step
+    run(srv, board, rec, api, chunk=BLOCK)
+    assert board.installed == data and board.writes == 3
+
+
+def test_resume_after_reset_rehashes_written_prefix():
+    srv, board, rec, api, data = setup(40000)
+    # a reset (power cut) right after the 3rd range reached the slot and the journal
+    board.fail_save_at = 4  # save 1: journal created; 2, 3: ranges 1-2; 4: range 3
+    with pytest.raises(Reset):
+        run(srv, board, rec, api)
+    rec = store.load(board)
+    assert rec["j"]["off"] == 16384
+    board.fail_save_at = None
+    srv.requests.clear()
+    run(srv, board, rec, api)
+    assert board.installed == data
+    assert ranges(srv)[0] == "bytes=16384-24575"  # range 3 again: its journal step was lost
+    assert board.log.count(("erase",)) == 1  # resumed, not restarted
+
+
+def test_resume_with_lost_slot_bytes_restarts_not_refuses():
+    srv, board, rec, api, data = setup(20000)
+    board.fail_save_at = 3
+    with pytest.raises(Reset):
+        run(srv, board, rec, api)
+    rec = store.load(board)
+    board.fail_save_at = None
+    board.slot[100] ^= 0xFF  # the slot lost what the journal counted
+    with pytest.raises(ProtocolError, match="after resume"):
+        run(srv, board, rec, api)
+    assert rec["j"] is None and rec["bad"] is None
+    run(srv, board, rec, api)
+    assert board.installed == data
+
+
+def test_content_changed_between_runs_restarts_from_zero():
+    srv, board, rec, api, data = setup(20000)
+    board.fail_save_at = 3
+    with pytest.raises(Reset):
+        run(srv, board, rec, api)
+    rec = store.load(board)
+    board.fail_save_at = None
+    new = os.urandom(20000)
+    srv.add("firmware-a", new, ts=1700000100)
+    srv.requests.clear()
+    run(srv, board, rec, api)
+    assert board.installed == new and ranges(srv)[0] == "bytes=0-8191"
+    assert board.log.count(("erase",)) == 2
+
+
+def test_content_replaced_mid_download_aborts_then_restarts():
+    srv, board, rec, api, data = setup(20000)
+    new = os.urandom(20000)
+
+    def replace(method, q, hdrs):
+        if hdrs.get("range") == "bytes=8192-16383" and srv.contents["firmware-a"]["data"] == data:
+            srv.add("firmware-a", new, ts=1700000200)  # same size, new ETag: If-Range -> 200
+        return None
+
+    srv.faults.append(replace)
+    with pytest.raises(updater.ProtocolError):
+        run(srv, board, rec, api)
+    assert board.installed == b"" and ("apply",) not in board.log
+    run(srv, board, rec, api)
+    assert board.installed == new
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        lambda q, h: response(200, b"x" * 20000),
+        lambda q, h: response(206, b"x" * 8192, {"Content-Range": "bytes 1-8192/20000"}),
+        lambda q, h: response(206, b"x" * 8192, {"Content-Range": "bytes 0-8191/20001"}),
+        lambda q, h: response(206, b"x" * 8193, {"Content-Range": "bytes 0-8191/20000"}),
+        lambda q, h: response(
+            206,
+            b"2001\r\n" + b"x" * 8193 + b"\r\n0\r\n\r\n",
+            {"Content-Range": "bytes 0-8191/20000", "Transfer-Encoding": "chunked"},
+        ),
+        lambda q, h: response(500, b"oops"),
+    ],
+)
+def test_bad_second_range_aborts_and_keeps_journal(fault):
+    srv, board, rec, api, data = setup(20000)
+    calls = []
+
+    def f(method, q, hdrs):
+        if "range" in hdrs:
+            calls.append(1)
+            if len(calls) == 2:
+                return fault(q, hdrs).replace(b"bytes 0-8191", b"bytes 8192-16383")
+        return None
+
+    srv.faults.append(f)
+    with pytest.raises((ProtocolError, updater.AgentError)):
+        run(srv, board, rec, api)
+    saved = store.load(board)
+    assert saved["j"]["off"] == 8192 and ("apply",) not in board.log
+    assert bytes(board.slot[:8192]) == data[:8192]
+
+
+def test_digest_mismatch_refused_and_remembered():
+    srv, board, rec, api, data = setup(10000)
+    srv.contents["firmware-a"]["meta"] = "sha256=" + "0" * 64
+    with pytest.raises(updater.Refused):
+        run(srv, board, rec, api)
+    assert ("apply",) not in board.log and rec["bad"] == "firmware-a:1700000000"
+    assert updater.pick(api, rec["cik"], ["firmware-a"], rec) is None
+
+
+def test_no_digest_refused_unless_allowed():
+    srv, board, rec, api, data = setup(5000, digest=False)
+    with pytest.raises(updater.Refused):
+        run(srv, board, rec, api)
+    assert board.writes == 0
+    run(srv, board, rec, api, unverified=True)
+    assert board.installed == data
+
+
+def test_apply_failure_clears_pending():
+    srv, board, rec, api, _ = setup(5000)
+    board.fail_apply = True
+    with pytest.raises(OSError):
+        run(srv, board, rec, api)
+    assert store.load(board)["pend"] is None
+
+
+def test_slot_too_small_raises_before_any_write():
+    srv, board, rec, api, _ = setup(5000)
+    board.capacity = 4096
+    with pytest.raises(OSError):
+        run(srv, board, rec, api)
+    assert board.writes == 0
+
+
+def test_content_gone_is_not_found():
+    srv, board, rec, api, _ = setup(5000)
+    cand = updater.pick(api, rec["cik"], ["firmware-a"], rec)
+    del srv.contents["firmware-a"]
+    with pytest.raises(NotFound):
+        updater.download(api, board, rec, cand, memoryview(bytearray(BLOCK)), lambda: 0, 8192)
