@@ -1,0 +1,112 @@
+"""The aiohttp application: routes, error middleware, access log without secrets."""
+
+import asyncio
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from . import content, device, groups, models, onep, vendor
+from .state import SERVER, log
+from .util import ApiError
+
+_P = "/provision"
+_M = _P + "/manage"
+
+ROUTES = [
+    ("POST", _P + "/activate", device.activate),
+    ("GET", _P + "/download", device.download),
+    ("GET", "/ip", device.ip),
+    ("GET", _M + "/content/{model}/", content.list_or_sn),
+    ("POST", _M + "/content/{model}/", content.create_or_delete),
+    ("GET", _M + "/content/{model}/{id}", content.get_item),
+    ("POST", _M + "/content/{model}/{id}", content.upload),
+    ("DELETE", _M + "/content/{model}/{id}", content.delete_item),
+    ("GET", _M + "/group/{model}/", groups.list_groups),
+    ("POST", _M + "/group/{model}/", groups.create_or_delete),
+    ("GET", _M + "/group/{model}/{id}", groups.group_info),
+    ("DELETE", _M + "/group/{model}/{id}", groups.delete_group),
+    ("GET", _M + "/group/{model}/{id}/", groups.list_members),
+    ("POST", _M + "/group/{model}/{id}/", groups.post_members),
+    ("DELETE", _M + "/group/{model}/{id}/", groups.delete_members),
+    ("GET", _M + "/model/", models.list_models),
+    ("POST", _M + "/model/", models.create_or_delete_model),
+    ("GET", _M + "/model/{model}", models.model_info),
+    ("PUT", _M + "/model/{model}", models.update_model),
+    ("DELETE", _M + "/model/{model}", models.delete_model),
+    ("GET", _M + "/model/{model}/", models.list_sns),
+    ("POST", _M + "/model/{model}/", models.add_sns),
+    ("DELETE", _M + "/model/{model}/", models.delete_sns),
+    ("GET", _M + "/model/{model}/{sn}", models.sn_get),
+    ("POST", _M + "/model/{model}/{sn}", models.sn_post),
+    ("DELETE", _M + "/model/{model}/{sn}", models.sn_delete),
+    ("GET", _M + "/share/{model}/", vendor.list_shares),
+    ("POST", _M + "/share/{model}/", vendor.post_share),
+    ("GET", _M + "/share/{model}/{vendor}", vendor.get_share),
+    ("DELETE", _M + "/share/{model}/{vendor}", vendor.delete_share),
+    ("GET", _P + "/register", vendor.get_register),
+    ("POST", _P + "/register", vendor.post_register),
+    ("GET", _P + "/admin/auth/", vendor.list_tokens),
+    ("POST", _P + "/admin/auth/", vendor.post_token),
+    ("GET", _P + "/admin/auth/{id}", vendor.get_token),
+    ("DELETE", _P + "/admin/auth/{id}", vendor.delete_token),
+    ("POST", "/onep:v1/stack/alias", onep.write),
+    ("GET", "/onep:v1/stack/alias", onep.read),
+    ("POST", "/jsonp/register", onep.jsonp_register),
+    ("GET", "/jsonp", onep.jsonp),
+]
+
+
+def _plain(status, reason, headers=None):
+    resp = web.Response(
+        status=status, text=reason + "\n", content_type="text/plain", charset="utf-8"
+    )
+    for key, value in (headers or {}).items():
+        resp.headers[key] = value
+    return resp
+
+
+@web.middleware
+async def errors(request, handler):
+    """Every refusal becomes a short text/plain answer; nothing reaches the client as a
+    traceback. An unexpected exception is logged (with its traceback) and answered 500."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        resp = _plain(exc.status, exc.reason, exc.headers)
+        if exc.close:
+            resp.force_close()
+        return resp
+    except web.HTTPException as exc:  # the router's 404 and 405
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return _plain(exc.status, exc.reason or "error", headers)
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:
+        if request.transport is None or request.transport.is_closing():
+            raise
+        log.exception("%s %s failed", request.method, request.path)
+        resp = _plain(500, "internal error")
+        resp.force_close()
+        return resp
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Method, path and status only: a query string may carry a jsonp token."""
+
+    def log(self, request, response, time):
+        self.logger.info(
+            "%s %s %s %d %.1fms",
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            time * 1000,
+        )
+
+
+def make_app(server):
+    app = web.Application(middlewares=[errors], client_max_size=64 * 1024)
+    app[SERVER] = server
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    return app

@@ -1,0 +1,109 @@
+"""Who is calling: vendors (CIK or token), devices (CIK), and shared access to a model.
+
+Credentials are only ever hashed and looked up (db.secret_hash); a log line names a rid.
+"""
+
+from dataclasses import dataclass
+
+from .util import ApiError, check_name
+
+CRED_MAX = 256
+_CHAIN_MAX = 64
+
+
+@dataclass
+class Vendor:
+    rid: str
+    name: str
+
+
+@dataclass
+class Model:
+    id: int
+    name: str
+    owner_rid: str  # the vendor that created the model
+    caller: Vendor
+    shared: bool  # reached through X-Exosite-Vendor
+    row: tuple
+
+
+def _header(request, name):
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    if not value or len(value) > CRED_MAX:
+        raise ApiError(401, "invalid credentials")
+    return value
+
+
+def vendor(store, request):
+    """The calling vendor, from X-Exosite-CIK or X-Exosite-Token; 401 otherwise."""
+    cik = _header(request, "X-Exosite-CIK")
+    token = _header(request, "X-Exosite-Token")
+    if cik is not None:
+        row = store.client_by_cik(cik)
+        rid = row[0] if row is not None and row[1] == "vendor" else None
+    elif token is not None:
+        rid = store.token_vendor(token)
+    else:
+        raise ApiError(401, "missing credentials")
+    name = store.vendor_name_of(rid) if rid else None
+    if name is None:
+        raise ApiError(401, "unknown credentials")
+    return Vendor(rid, name)
+
+
+def client(store, request):
+    """(rid, kind, state, enabled_at) of the client whose CIK is in X-Exosite-CIK."""
+    cik = _header(request, "X-Exosite-CIK")
+    if cik is None:
+        raise ApiError(401, "missing credentials")
+    row = store.client_by_cik(cik)
+    if row is None:
+        raise ApiError(401, "unknown credentials")
+    return row
+
+
+def device(store, request):
+    """An activated device client; vendors and unknown CIKs get 401."""
+    row = client(store, request)
+    if row[1] != "device" or row[2] != "activated":
+        raise ApiError(401, "not an activated device")
+    return row
+
+
+def model(store, request, caller, name, shared_ok=False):
+    """Resolve `name` for `caller`, honouring X-Exosite-Vendor shares (spec README, Shares).
+
+    Without the header the model is the caller's own: 404 if no vendor has it, 403 if only
+    others do. With the header naming another vendor, the model must be shared with the
+    caller and the procedure one that shares allow (`shared_ok`), else 403.
+    """
+    check_name(name, "model")
+    owner_name = request.headers.get("X-Exosite-Vendor")
+    if owner_name is not None and owner_name != caller.name:
+        if not shared_ok:
+            raise ApiError(403, "shared access does not cover this procedure")
+        owner = store.vendor_by_name(owner_name)
+        row = store.model(owner[1], name) if owner is not None else None
+        if row is None or not store.is_shared(row[0], caller.name):
+            raise ApiError(403, "model not shared with this vendor")
+        return Model(row[0], row[1], owner[1], caller, True, row)
+    row = store.model(caller.rid, name)
+    if row is None:
+        if store.model_name_taken(name):
+            raise ApiError(403, "model belongs to another vendor")
+        raise ApiError(404, "no such model")
+    return Model(row[0], row[1], caller.rid, caller, False, row)
+
+
+def owns(store, vendor_rid, rid):
+    """True when `rid` is the vendor's client or a client created under it."""
+    for _ in range(_CHAIN_MAX):
+        if rid == vendor_rid:
+            return True
+        parent = store.client_parent(rid)
+        if not parent:
+            return False
+        rid = parent
+    return False

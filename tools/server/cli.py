@@ -1,0 +1,173 @@
+"""`exoprov server` and `exoprov admin`."""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+
+from .db import Duplicate, Store
+from .util import ApiError, check_name
+
+DEFAULT_MAX_CONTENT = 64 * 1024 * 1024
+
+
+class CliError(Exception):
+    pass
+
+
+def _server_args(argv):
+    p = argparse.ArgumentParser(prog="exoprov server", description="Provision API server")
+    p.add_argument("--db", required=True, help="SQLite database file (created if missing)")
+    p.add_argument("--blobs", help="content directory (default: <db>.blobs)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    p.add_argument(
+        "--activation-window",
+        type=int,
+        default=86400,
+        metavar="SECONDS",
+        help="how long an enabled serial number may activate (default 86400)",
+    )
+    p.add_argument(
+        "--activation-limit",
+        type=int,
+        default=10,
+        metavar="N",
+        help="failed activations per minute per source address (default 10, 0 = no limit)",
+    )
+    p.add_argument(
+        "--max-content-bytes",
+        type=int,
+        default=DEFAULT_MAX_CONTENT,
+        metavar="N",
+        help="largest content upload (default 64 MiB)",
+    )
+    args = p.parse_args(argv)
+    if args.activation_window < 1 or args.activation_limit < 0 or args.max_content_bytes < 0:
+        p.error("window must be positive, limit and max-content-bytes not negative")
+    return args
+
+
+def server_main(argv):
+    args = _server_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        store = Store(args.db)
+    except Exception as exc:  # sqlite3.Error, OSError: say what, no traceback
+        sys.stderr.write(f"exoprov server: cannot open {args.db}: {exc}\n")
+        return 1
+    try:
+        return asyncio.run(_serve(args, store))
+    except OSError as exc:
+        sys.stderr.write(f"exoprov server: {exc}\n")
+        return 1
+    finally:
+        store.close()
+
+
+async def _serve(args, store):
+    from aiohttp import web
+
+    from .app import AccessLogger, make_app
+    from .blobs import Blobs
+    from .ratelimit import Limiter
+    from .state import Server
+
+    blobs = Blobs(args.blobs or (str(args.db) + ".blobs"))
+    blobs.sweep(store.all_blobs())
+    loop = asyncio.get_running_loop()
+    limiter = Limiter(args.activation_limit, loop.time)
+    server = Server(store, blobs, limiter, args.activation_window, args.max_content_bytes)
+    runner = web.AppRunner(
+        make_app(server),
+        handle_signals=False,
+        access_log_class=AccessLogger,
+        lingering_time=5.0,
+        shutdown_timeout=5.0,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, args.host, args.port, reuse_address=True)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        sys.stdout.write(f"exoprov server: listening on http://{host}:{port}\n")
+        sys.stdout.flush()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        logging.getLogger("exoprov.server").info("stopping")
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+# -- admin ------------------------------------------------------------------------------------
+
+
+def _admin_args(argv):
+    p = argparse.ArgumentParser(prog="exoprov admin", description="server administration")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    add = sub.add_parser("add-vendor", help="create a vendor and print its CIK and RID as JSON")
+    add.add_argument("name")
+    add.add_argument("--db", required=True)
+    add.add_argument("--if-missing", action="store_true", help="print an existing vendor")
+    ls = sub.add_parser("list-vendors", help="vendor names and rids (never CIKs)")
+    ls.add_argument("--db", required=True)
+    return p.parse_args(argv)
+
+
+def admin_main(argv):
+    args = _admin_args(argv)
+    if args.cmd == "list-vendors" and not os.path.exists(args.db):
+        sys.stderr.write(f"exoprov admin: no database at {args.db}\n")
+        return 1
+    try:
+        store = Store(args.db)
+    except Exception as exc:
+        sys.stderr.write(f"exoprov admin: cannot open {args.db}: {exc}\n")
+        return 1
+    try:
+        if args.cmd == "add-vendor":
+            record = add_vendor(store, args.name, args.if_missing)
+            print(json.dumps(record))
+        else:
+            for name, rid in store.vendors():
+                print(f"{name},{rid}")
+        return 0
+    except CliError as exc:
+        sys.stderr.write(f"exoprov admin: {exc}\n")
+        return 1
+    finally:
+        store.close()
+
+
+def add_vendor(store, name, if_missing=False):
+    """Create vendor `name` (a client, its CIK, the name registered to it)."""
+    from .state import new_cik, new_rid
+
+    try:
+        check_name(name, "vendor name")
+    except ApiError as exc:
+        raise CliError(exc.reason)
+    with store.tx():
+        existing = store.vendor_by_name(name)
+        if existing is not None:
+            if not if_missing:
+                raise CliError(f"vendor {name!r} already exists")
+            client = store.client(existing[1])
+            return {"vendor": name, "cik": client[5], "rid": existing[1]}
+        rid, cik = new_rid(), new_cik()
+        store.add_client(rid, None, "vendor", cik, "active")
+        try:
+            store.add_vendor_name(name, rid)
+        except Duplicate:
+            raise CliError(f"vendor {name!r} already exists")
+    return {"vendor": name, "cik": cik, "rid": rid}

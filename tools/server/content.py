@@ -1,0 +1,213 @@
+"""Content: /provision/manage/content/<model>/ and /<id>, blob streaming, visibility."""
+
+from aiohttp import web
+
+from . import auth, httprange
+from .db import Duplicate
+from .ranges import any_contains
+from .state import SERVER, log
+from .util import (
+    ApiError,
+    check_name,
+    check_text,
+    csv,
+    done,
+    is_true,
+    one,
+    page,
+    query,
+    read_form,
+)
+
+_REACH_MAX = 10000
+
+
+def _reach(srv, model_id, type_, mid):
+    """Every group holding (type, mid) through unexpired memberships, nesting included."""
+    store, now = srv.store, srv.now()
+    seen = set()
+    todo = store.groups_of(model_id, type_, mid, now=now)
+    while todo and len(seen) < _REACH_MAX:
+        gid = todo.pop()
+        if gid in seen:
+            continue
+        seen.add(gid)
+        todo.extend(store.groups_of(model_id, "group", gid, now=now))
+    return seen
+
+
+def visible(srv, model_id, sn, row, sn_groups=None):
+    """Unprotected content is visible to every serial number of the model; protected content
+    only through a group both belong to (spec README, Content and Range)."""
+    if not row["protected"]:
+        return True
+    if sn_groups is None:
+        sn_groups = _reach(srv, model_id, "sn", sn)
+    if not sn_groups:
+        return False
+    return not sn_groups.isdisjoint(_reach(srv, model_id, "content", row["cid"]))
+
+
+def visible_ids(srv, model_id, sn):
+    sn_groups = _reach(srv, model_id, "sn", sn)
+    out = []
+    for cid, protected in srv.store.content_list(model_id):
+        row = {"cid": cid, "protected": protected}
+        if visible(srv, model_id, sn, row, sn_groups):
+            out.append(cid)
+    return out
+
+
+def device_info(row):
+    return f"{row['ctype']},{row['size']},{row['updated']},{row['meta']}"
+
+
+def vendor_info(row):
+    return device_info(row) + ("," + ("true" if row["protected"] else "false"))
+
+
+async def send(request, srv, row):
+    """The blob of `row`, whole or one Range, with validators (spec README)."""
+    if row["blob"] is None:
+        raise ApiError(404, "no content uploaded")
+    total = row["size"]
+    etag = f'"{row["blob"]}"'
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": etag,
+        "Last-Modified": httprange.http_date(row["updated"]),
+        "Content-Type": row["ctype"] or "application/octet-stream",
+    }
+    span = None
+    if httprange.if_range_matches(request.headers.get("If-Range"), etag, row["updated"]):
+        try:
+            span = httprange.parse(request.headers.get("Range"), total)
+        except httprange.Unsatisfiable:
+            raise ApiError(416, "range not satisfiable", {"Content-Range": f"bytes */{total}"})
+    if span is None:
+        status, first, count = 200, 0, total
+    else:
+        status, first, count = 206, span[0], span[1] - span[0] + 1
+        headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{total}"
+    resp = web.StreamResponse(status=status, headers=headers)
+    resp.content_length = count
+    sent = await srv.blobs.send(request, resp, row["blob"], first, count)
+    if sent is None:
+        raise ApiError(404, "content changed, try again")
+    return sent
+
+
+def _sn_known(srv, model, sn):
+    return srv.store.sn(model.id, sn) is not None or any_contains(srv.store.ranges(model.id), sn)
+
+
+def _model(request, caller):
+    srv = request.app[SERVER]
+    return auth.model(srv.store, request, caller, request.match_info["model"])
+
+
+async def list_or_sn(request):
+    """GET content/<model>/ (all ids) and ?sn= (ids that serial number may download)."""
+    srv = request.app[SERVER]
+    caller = auth.vendor(srv.store, request)
+    q = query(request)
+    try:
+        model = _model(request, caller)
+    except ApiError as exc:
+        if exc.status == 404:
+            raise ApiError(400, "invalid vendor/model pair")  # documented code for listings
+        raise
+    sn = one(q, "sn")
+    if sn is None:
+        return csv([cid for cid, _p in srv.store.content_list(model.id)])
+    check_name(sn, "sn")
+    if not _sn_known(srv, model, sn):
+        raise ApiError(400, "invalid vendor/model/serial number")
+    return csv(visible_ids(srv, model.id, sn))
+
+
+async def create_or_delete(request):
+    srv = request.app[SERVER]
+    caller = auth.vendor(srv.store, request)
+    model = _model(request, caller)
+    form = await read_form(request)
+    cid = check_name(one(form, "id"), "content id")
+    if is_true(form, "delete"):
+        existed, blob = srv.store.delete_content(model.id, cid)
+        if not existed:
+            raise ApiError(404, "no such content")
+        srv.blobs.remove(blob)
+        return done()
+    meta = one(form, "meta")
+    if meta is None:
+        meta = one(form, "description")
+    meta = check_text(meta, "meta")
+    try:
+        srv.store.add_content(model.id, cid, meta, is_true(form, "protected"))
+    except Duplicate:
+        raise ApiError(409, "content id already exists")
+    return done()
+
+
+def _content(srv, model, cid):
+    check_name(cid, "content id")
+    row = srv.store.content(model.id, cid)
+    if row is None:
+        raise ApiError(404, "no such content")
+    return row
+
+
+async def get_item(request):
+    """GET content/<model>/<id>: info, ?download=true, ?sn=, ?show=groups."""
+    srv = request.app[SERVER]
+    caller = auth.vendor(srv.store, request)
+    model = _model(request, caller)
+    q = query(request)
+    row = _content(srv, model, request.match_info["id"])
+    show = one(q, "show")
+    if show is not None:
+        if show != "groups":
+            raise ApiError(400, "unknown show")
+        offset, limit = page(q)
+        gids = srv.store.groups_of(model.id, "content", row["cid"], offset, limit)
+        return csv(gids, empty_status=204)
+    sn = one(q, "sn")
+    if sn is not None:
+        check_name(sn, "sn")
+        if not _sn_known(srv, model, sn):
+            raise ApiError(400, "invalid vendor/model/serial number")
+        if not visible(srv, model.id, sn, row):
+            raise ApiError(404, "content not available to this serial number")
+    if is_true(q, "download"):
+        return await send(request, srv, row)
+    return csv([device_info(row) if sn is not None else vendor_info(row)])
+
+
+async def upload(request):
+    srv = request.app[SERVER]
+    caller = auth.vendor(srv.store, request)
+    model = _model(request, caller)
+    cid = _content(srv, model, request.match_info["id"])["cid"]
+    ctype = request.headers.get("Content-Type", "application/octet-stream").strip()
+    if not ctype or len(ctype) > 200 or "," in ctype or not ctype.isprintable():
+        raise ApiError(400, "invalid Content-Type")
+    name, size = await srv.blobs.receive(request, srv.max_content)
+    old = srv.store.set_blob(model.id, cid, name, ctype, size, srv.now())
+    if old is False:
+        srv.blobs.remove(name)
+        raise ApiError(404, "content deleted during upload")
+    srv.blobs.remove(old)
+    log.info("upload %s/%s: %d bytes", model.id, cid, size)
+    return done()
+
+
+async def delete_item(request):
+    srv = request.app[SERVER]
+    caller = auth.vendor(srv.store, request)
+    model = _model(request, caller)
+    cid = check_name(request.match_info["id"], "content id")
+    existed, blob = srv.store.delete_content(model.id, cid)
+    if not existed:
+        raise ApiError(404, "no such content")
+    srv.blobs.remove(blob)
+    return done()

@@ -1,0 +1,723 @@
+"""All SQL of the server, in one place (SQLite today; another engine means another module).
+
+Handlers never see a cursor: they call the methods of `Store`, which return plain tuples,
+dicts and lists. Credentials are stored as SHA-256 hashes and looked up by hash. The few
+secrets the API must hand out again (a vendor CIK for `admin add-vendor --if-missing`, a
+vendor token for `GET /provision/admin/auth/<id>`, a device CIK until its one activation)
+are kept beside their hash; a device CIK is dropped once it has been released.
+"""
+
+import contextlib
+import hashlib
+import json
+import sqlite3
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS clients (
+    rid TEXT PRIMARY KEY,
+    parent TEXT,
+    kind TEXT NOT NULL,             -- 'vendor' or 'device'
+    cik_hash TEXT UNIQUE,           -- NULL while disabled
+    secret TEXT,                    -- vendor CIK; device CIK until activated
+    state TEXT NOT NULL,            -- vendor: 'active'; device: notactivated/activated/disabled
+    enabled_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS clients_parent ON clients(parent);
+CREATE TABLE IF NOT EXISTS vendors (
+    name TEXT PRIMARY KEY,
+    rid TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    vendor_rid TEXT NOT NULL,
+    tid TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    secret TEXT NOT NULL,
+    PRIMARY KEY (vendor_rid, tid)
+);
+CREATE TABLE IF NOT EXISTS models (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    vendor_rid TEXT NOT NULL,
+    name TEXT NOT NULL,
+    template_kind TEXT NOT NULL,    -- 'rid' or 'code'
+    template TEXT NOT NULL,
+    options TEXT NOT NULL,          -- JSON list
+    UNIQUE (vendor_rid, name)
+);
+CREATE INDEX IF NOT EXISTS models_name ON models(name);
+CREATE TABLE IF NOT EXISTS sns (
+    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    sn TEXT NOT NULL,
+    extra TEXT NOT NULL DEFAULT '',
+    client_rid TEXT,
+    enabled_by TEXT,
+    PRIMARY KEY (model_id, sn)
+);
+CREATE INDEX IF NOT EXISTS sns_client ON sns(client_rid);
+CREATE TABLE IF NOT EXISTS ranges (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    spec TEXT NOT NULL              -- canonical JSON of one range object
+);
+CREATE INDEX IF NOT EXISTS ranges_model ON ranges(model_id);
+CREATE TABLE IF NOT EXISTS actlog (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    sn TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    conn TEXT NOT NULL,
+    what TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS actlog_sn ON actlog(model_id, sn, id);
+CREATE TABLE IF NOT EXISTS content (
+    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    cid TEXT NOT NULL,
+    meta TEXT NOT NULL DEFAULT '',
+    protected INTEGER NOT NULL DEFAULT 0,
+    ctype TEXT NOT NULL DEFAULT '',
+    size INTEGER NOT NULL DEFAULT 0,
+    updated INTEGER NOT NULL DEFAULT 0,
+    blob TEXT,
+    PRIMARY KEY (model_id, cid)
+);
+CREATE TABLE IF NOT EXISTS groups (
+    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    gid TEXT NOT NULL,
+    meta TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (model_id, gid)
+);
+CREATE TABLE IF NOT EXISTS members (
+    model_id INTEGER NOT NULL,
+    gid TEXT NOT NULL,
+    type TEXT NOT NULL,
+    mid TEXT NOT NULL,
+    expire INTEGER NOT NULL DEFAULT 0,
+    meta TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (model_id, gid, type, mid),
+    FOREIGN KEY (model_id, gid) REFERENCES groups(model_id, gid) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS members_mid ON members(model_id, type, mid);
+CREATE TABLE IF NOT EXISTS shares (
+    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    vendor_name TEXT NOT NULL,
+    PRIMARY KEY (model_id, vendor_name)
+);
+CREATE TABLE IF NOT EXISTS data (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_rid TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    value TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS data_alias ON data(client_rid, alias, id);
+CREATE TABLE IF NOT EXISTS jsonp_tokens (
+    token_hash TEXT PRIMARY KEY,
+    client_rid TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    expire INTEGER NOT NULL
+);
+"""
+
+# Bounds on what one serial number or alias may accumulate.
+ACTLOG_KEEP = 200
+DATA_KEEP = 1000
+
+
+def secret_hash(secret):
+    """The lookup key of a credential: SHA-256 of its UTF-8 bytes, hex."""
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Duplicate(Exception):
+    """A uniqueness rule was broken (the API answers 409)."""
+
+
+class Store:
+    def __init__(self, path):
+        self.path = str(path)
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(_SCHEMA)
+
+    def close(self):
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    @contextlib.contextmanager
+    def tx(self):
+        """One transaction; nested calls join the outer one."""
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _one(self, sql, *args):
+        return self.db.execute(sql, args).fetchone()
+
+    def _all(self, sql, *args):
+        return self.db.execute(sql, args).fetchall()
+
+    def _run(self, sql, *args):
+        return self.db.execute(sql, args).rowcount
+
+    # -- clients and vendors ---------------------------------------------------------------
+
+    def add_client(self, rid, parent, kind, cik, state, enabled_at=0):
+        self._run(
+            "INSERT INTO clients (rid, parent, kind, cik_hash, secret, state, enabled_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rid,
+            parent,
+            kind,
+            secret_hash(cik),
+            cik,
+            state,
+            enabled_at,
+        )
+
+    def client_by_cik(self, cik):
+        """(rid, kind, state, enabled_at) of the client holding this CIK, or None."""
+        return self._one(
+            "SELECT rid, kind, state, enabled_at FROM clients WHERE cik_hash = ?",
+            secret_hash(cik),
+        )
+
+    def client(self, rid):
+        """(rid, parent, kind, state, enabled_at, secret) or None."""
+        return self._one(
+            "SELECT rid, parent, kind, state, enabled_at, secret FROM clients WHERE rid = ?", rid
+        )
+
+    def client_parent(self, rid):
+        row = self._one("SELECT parent FROM clients WHERE rid = ?", rid)
+        return None if row is None else (row[0] or "")
+
+    def set_client_cik(self, rid, cik, state, enabled_at):
+        """Mint (cik) or drop (cik None) the client's CIK and set its state."""
+        self._run(
+            "UPDATE clients SET cik_hash = ?, secret = ?, state = ?, enabled_at = ? WHERE rid = ?",
+            None if cik is None else secret_hash(cik),
+            cik,
+            state,
+            enabled_at,
+            rid,
+        )
+
+    def release_cik(self, rid):
+        """Activation: the device now holds its CIK, the server forgets the plaintext."""
+        self._run("UPDATE clients SET state = 'activated', secret = NULL WHERE rid = ?", rid)
+
+    def delete_client(self, rid):
+        self._run("DELETE FROM clients WHERE rid = ?", rid)
+        self._run("DELETE FROM data WHERE client_rid = ?", rid)
+        self._run("DELETE FROM jsonp_tokens WHERE client_rid = ?", rid)
+
+    def add_vendor_name(self, name, rid):
+        try:
+            self._run("INSERT INTO vendors (name, rid) VALUES (?, ?)", name, rid)
+        except sqlite3.IntegrityError:
+            raise Duplicate(name)
+
+    def delete_vendor_name(self, name, rid):
+        return self._run("DELETE FROM vendors WHERE name = ? AND rid = ?", name, rid)
+
+    def vendor_by_name(self, name):
+        """(name, rid) or None."""
+        return self._one("SELECT name, rid FROM vendors WHERE name = ?", name)
+
+    def vendor_name_of(self, rid):
+        row = self._one("SELECT name FROM vendors WHERE rid = ?", rid)
+        return None if row is None else row[0]
+
+    def vendors(self):
+        return self._all("SELECT name, rid FROM vendors ORDER BY name")
+
+    # -- vendor tokens -----------------------------------------------------------------------
+
+    def token_vendor(self, token):
+        row = self._one("SELECT vendor_rid FROM tokens WHERE token_hash = ?", secret_hash(token))
+        return None if row is None else row[0]
+
+    def add_token(self, vendor_rid, tid, token):
+        try:
+            self._run(
+                "INSERT INTO tokens (vendor_rid, tid, token_hash, secret) VALUES (?, ?, ?, ?)",
+                vendor_rid,
+                tid,
+                secret_hash(token),
+                token,
+            )
+        except sqlite3.IntegrityError:
+            raise Duplicate(tid)
+
+    def token_ids(self, vendor_rid):
+        rows = self._all("SELECT tid FROM tokens WHERE vendor_rid = ? ORDER BY rowid", vendor_rid)
+        return [r[0] for r in rows]
+
+    def token_secret(self, vendor_rid, tid):
+        row = self._one(
+            "SELECT secret FROM tokens WHERE vendor_rid = ? AND tid = ?", vendor_rid, tid
+        )
+        return None if row is None else row[0]
+
+    def delete_token(self, vendor_rid, tid):
+        return self._run("DELETE FROM tokens WHERE vendor_rid = ? AND tid = ?", vendor_rid, tid)
+
+    # -- models ----------------------------------------------------------------------------
+
+    def model(self, vendor_rid, name):
+        """(id, name, template_kind, template, options list) or None."""
+        row = self._one(
+            "SELECT id, name, template_kind, template, options FROM models "
+            "WHERE vendor_rid = ? AND name = ?",
+            vendor_rid,
+            name,
+        )
+        if row is None:
+            return None
+        return row[0], row[1], row[2], row[3], json.loads(row[4])
+
+    def model_name_taken(self, name):
+        return self._one("SELECT 1 FROM models WHERE name = ? LIMIT 1", name) is not None
+
+    def models(self, vendor_rid):
+        rows = self._all("SELECT name FROM models WHERE vendor_rid = ? ORDER BY id", vendor_rid)
+        return [r[0] for r in rows]
+
+    def add_model(self, vendor_rid, name, kind, template, options):
+        try:
+            self._run(
+                "INSERT INTO models (vendor_rid, name, template_kind, template, options) "
+                "VALUES (?, ?, ?, ?, ?)",
+                vendor_rid,
+                name,
+                kind,
+                template,
+                json.dumps(options),
+            )
+        except sqlite3.IntegrityError:
+            raise Duplicate(name)
+
+    def update_model(self, model_id, kind, template, options):
+        self._run(
+            "UPDATE models SET template_kind = ?, template = ?, options = ? WHERE id = ?",
+            kind,
+            template,
+            json.dumps(options),
+            model_id,
+        )
+
+    def delete_model(self, model_id):
+        """Delete a model and everything under it; returns the blob names to remove."""
+        with self.tx():
+            blobs = [
+                r[0]
+                for r in self._all(
+                    "SELECT blob FROM content WHERE model_id = ? AND blob IS NOT NULL", model_id
+                )
+            ]
+            rids = self._all(
+                "SELECT client_rid FROM sns WHERE model_id = ? AND client_rid IS NOT NULL",
+                model_id,
+            )
+            for (rid,) in rids:
+                self.delete_client(rid)
+            self._run("DELETE FROM members WHERE model_id = ?", model_id)
+            self._run("DELETE FROM models WHERE id = ?", model_id)
+        return blobs
+
+    def shared_models(self, vendor_name):
+        """[(owner vendor name, model name)] shared to `vendor_name`."""
+        return self._all(
+            "SELECT v.name, m.name FROM shares s JOIN models m ON m.id = s.model_id "
+            "JOIN vendors v ON v.rid = m.vendor_rid WHERE s.vendor_name = ? ORDER BY m.id",
+            vendor_name,
+        )
+
+    # -- shares ----------------------------------------------------------------------------
+
+    def share_names(self, model_id):
+        rows = self._all(
+            "SELECT vendor_name FROM shares WHERE model_id = ? ORDER BY rowid", model_id
+        )
+        return [r[0] for r in rows]
+
+    def is_shared(self, model_id, vendor_name):
+        row = self._one(
+            "SELECT 1 FROM shares WHERE model_id = ? AND vendor_name = ?", model_id, vendor_name
+        )
+        return row is not None
+
+    def add_share(self, model_id, vendor_name):
+        try:
+            self._run(
+                "INSERT INTO shares (model_id, vendor_name) VALUES (?, ?)", model_id, vendor_name
+            )
+        except sqlite3.IntegrityError:
+            raise Duplicate(vendor_name)
+
+    def delete_share(self, model_id, vendor_name):
+        return self._run(
+            "DELETE FROM shares WHERE model_id = ? AND vendor_name = ?", model_id, vendor_name
+        )
+
+    # -- serial numbers --------------------------------------------------------------------
+
+    def sn(self, model_id, sn):
+        """(sn, extra, client_rid, enabled_by) or None."""
+        return self._one(
+            "SELECT sn, extra, client_rid, enabled_by FROM sns WHERE model_id = ? AND sn = ?",
+            model_id,
+            sn,
+        )
+
+    def add_sns(self, model_id, pairs):
+        """Add (sn, extra) pairs in one transaction; Duplicate if any exists."""
+        with self.tx():
+            for sn, extra in pairs:
+                try:
+                    self._run(
+                        "INSERT INTO sns (model_id, sn, extra) VALUES (?, ?, ?)",
+                        model_id,
+                        sn,
+                        extra,
+                    )
+                except sqlite3.IntegrityError:
+                    raise Duplicate(sn)
+
+    def ensure_sn(self, model_id, sn):
+        """Materialise a serial number that is whitelisted through a range."""
+        self._run("INSERT OR IGNORE INTO sns (model_id, sn) VALUES (?, ?)", model_id, sn)
+
+    def delete_sns(self, model_id, sns):
+        """Delete serial numbers and their clients; returns how many existed."""
+        count = 0
+        with self.tx():
+            for sn in sns:
+                row = self.sn(model_id, sn)
+                if row is None:
+                    continue
+                if row[2]:
+                    self.delete_client(row[2])
+                self._run("DELETE FROM sns WHERE model_id = ? AND sn = ?", model_id, sn)
+                count += 1
+        return count
+
+    def list_sns(self, model_id, offset, limit, enabled_by=None):
+        """[(sn, extra, client_rid, state, enabled_at)] in insertion order."""
+        sql = (
+            "SELECT s.sn, s.extra, s.client_rid, c.state, c.enabled_at FROM sns s "
+            "LEFT JOIN clients c ON c.rid = s.client_rid WHERE s.model_id = ?"
+        )
+        args = [model_id]
+        if enabled_by is not None:
+            sql += " AND s.enabled_by = ?"
+            args.append(enabled_by)
+        sql += " ORDER BY s.rowid LIMIT ? OFFSET ?"
+        return self.db.execute(sql, (*args, limit, offset)).fetchall()
+
+    def set_sn_client(self, model_id, sn, client_rid, enabled_by):
+        self._run(
+            "UPDATE sns SET client_rid = ?, enabled_by = ? WHERE model_id = ? AND sn = ?",
+            client_rid,
+            enabled_by,
+            model_id,
+            sn,
+        )
+
+    def sn_of_client(self, client_rid):
+        """(model_id, sn) of the serial number this device client belongs to, or None."""
+        return self._one("SELECT model_id, sn FROM sns WHERE client_rid = ?", client_rid)
+
+    # -- ranges ----------------------------------------------------------------------------
+
+    def ranges(self, model_id):
+        rows = self._all("SELECT spec FROM ranges WHERE model_id = ? ORDER BY id", model_id)
+        return [json.loads(r[0]) for r in rows]
+
+    def range_count(self, model_id):
+        return self._one("SELECT COUNT(*) FROM ranges WHERE model_id = ?", model_id)[0]
+
+    def add_ranges(self, model_id, specs):
+        with self.tx():
+            for spec in specs:
+                self._run(
+                    "INSERT INTO ranges (model_id, spec) VALUES (?, ?)",
+                    model_id,
+                    json.dumps(spec, sort_keys=True),
+                )
+
+    def delete_ranges(self, model_id, specs):
+        count = 0
+        with self.tx():
+            for spec in specs:
+                count += self._run(
+                    "DELETE FROM ranges WHERE model_id = ? AND spec = ?",
+                    model_id,
+                    json.dumps(spec, sort_keys=True),
+                )
+        return count
+
+    # -- activation log --------------------------------------------------------------------
+
+    def log_activation(self, model_id, sn, ts, conn, what):
+        with self.tx():
+            self._run(
+                "INSERT INTO actlog (model_id, sn, ts, conn, what) VALUES (?, ?, ?, ?, ?)",
+                model_id,
+                sn,
+                ts,
+                conn,
+                what,
+            )
+            self._run(
+                "DELETE FROM actlog WHERE model_id = ? AND sn = ? AND id <= ("
+                "SELECT id FROM actlog WHERE model_id = ? AND sn = ? "
+                "ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                model_id,
+                sn,
+                model_id,
+                sn,
+                ACTLOG_KEEP,
+            )
+
+    def activation_log(self, model_id, sn):
+        return self._all(
+            "SELECT ts, conn, what FROM actlog WHERE model_id = ? AND sn = ? ORDER BY id",
+            model_id,
+            sn,
+        )
+
+    # -- content ---------------------------------------------------------------------------
+
+    def content(self, model_id, cid):
+        """dict(cid, meta, protected, ctype, size, updated, blob) or None."""
+        row = self._one(
+            "SELECT cid, meta, protected, ctype, size, updated, blob FROM content "
+            "WHERE model_id = ? AND cid = ?",
+            model_id,
+            cid,
+        )
+        if row is None:
+            return None
+        keys = ("cid", "meta", "protected", "ctype", "size", "updated", "blob")
+        return dict(zip(keys, row, strict=True))
+
+    def content_list(self, model_id):
+        """[(cid, protected)] in creation order."""
+        return self._all(
+            "SELECT cid, protected FROM content WHERE model_id = ? ORDER BY rowid", model_id
+        )
+
+    def add_content(self, model_id, cid, meta, protected):
+        try:
+            self._run(
+                "INSERT INTO content (model_id, cid, meta, protected) VALUES (?, ?, ?, ?)",
+                model_id,
+                cid,
+                meta,
+                int(protected),
+            )
+        except sqlite3.IntegrityError:
+            raise Duplicate(cid)
+
+    def set_blob(self, model_id, cid, blob, ctype, size, updated):
+        """Point the content at a new blob; returns the old blob name, or False if gone."""
+        with self.tx():
+            row = self._one(
+                "SELECT blob FROM content WHERE model_id = ? AND cid = ?", model_id, cid
+            )
+            if row is None:
+                return False
+            self._run(
+                "UPDATE content SET blob = ?, ctype = ?, size = ?, updated = ? "
+                "WHERE model_id = ? AND cid = ?",
+                blob,
+                ctype,
+                size,
+                updated,
+                model_id,
+                cid,
+            )
+        return row[0]
+
+    def delete_content(self, model_id, cid):
+        """Returns (existed, blob name or None)."""
+        with self.tx():
+            row = self._one(
+                "SELECT blob FROM content WHERE model_id = ? AND cid = ?", model_id, cid
+            )
+            if row is None:
+                return False, None
+            self._run("DELETE FROM content WHERE model_id = ? AND cid = ?", model_id, cid)
+            self._run(
+                "DELETE FROM members WHERE model_id = ? AND type = 'content' AND mid = ?",
+                model_id,
+                cid,
+            )
+        return True, row[0]
+
+    def all_blobs(self):
+        return {r[0] for r in self._all("SELECT blob FROM content WHERE blob IS NOT NULL")}
+
+    # -- groups ----------------------------------------------------------------------------
+
+    def group(self, model_id, gid):
+        """(meta, member count) or None."""
+        row = self._one("SELECT meta FROM groups WHERE model_id = ? AND gid = ?", model_id, gid)
+        if row is None:
+            return None
+        count = self._one(
+            "SELECT COUNT(*) FROM members WHERE model_id = ? AND gid = ?", model_id, gid
+        )[0]
+        return row[0], count
+
+    def groups(self, model_id, offset, limit):
+        return self._all(
+            "SELECT gid, meta FROM groups WHERE model_id = ? ORDER BY rowid LIMIT ? OFFSET ?",
+            model_id,
+            limit,
+            offset,
+        )
+
+    def add_group(self, model_id, gid, meta):
+        try:
+            self._run(
+                "INSERT INTO groups (model_id, gid, meta) VALUES (?, ?, ?)", model_id, gid, meta
+            )
+        except sqlite3.IntegrityError:
+            raise Duplicate(gid)
+
+    def delete_group(self, model_id, gid):
+        with self.tx():
+            n = self._run("DELETE FROM groups WHERE model_id = ? AND gid = ?", model_id, gid)
+            self._run(
+                "DELETE FROM members WHERE model_id = ? AND type = 'group' AND mid = ?",
+                model_id,
+                gid,
+            )
+        return n
+
+    def upsert_members(self, model_id, gid, rows):
+        """rows: [(type, mid, expire, meta)]."""
+        with self.tx():
+            for type_, mid, expire, meta in rows:
+                self._run(
+                    "INSERT INTO members (model_id, gid, type, mid, expire, meta) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (model_id, gid, type, mid) "
+                    "DO UPDATE SET expire = excluded.expire, meta = excluded.meta",
+                    model_id,
+                    gid,
+                    type_,
+                    mid,
+                    expire,
+                    meta,
+                )
+
+    def delete_members(self, model_id, gid, pairs):
+        count = 0
+        with self.tx():
+            for type_, mid in pairs:
+                count += self._run(
+                    "DELETE FROM members WHERE model_id = ? AND gid = ? AND type = ? AND mid = ?",
+                    model_id,
+                    gid,
+                    type_,
+                    mid,
+                )
+        return count
+
+    def members(self, model_id, gid, type_=None, mid=None, offset=0, limit=1000):
+        sql = "SELECT type, mid, expire, meta FROM members WHERE model_id = ? AND gid = ?"
+        args = [model_id, gid]
+        if type_ is not None:
+            sql += " AND type = ?"
+            args.append(type_)
+        if mid is not None:
+            sql += " AND mid = ?"
+            args.append(mid)
+        sql += " ORDER BY rowid LIMIT ? OFFSET ?"
+        return self.db.execute(sql, (*args, limit, offset)).fetchall()
+
+    def groups_of(self, model_id, type_, mid, offset=0, limit=1000, now=None):
+        """Ids of the groups holding member (type, mid); with `now`, only unexpired ones."""
+        sql = "SELECT gid FROM members WHERE model_id = ? AND type = ? AND mid = ?"
+        args = [model_id, type_, mid]
+        if now is not None:
+            sql += " AND (expire = 0 OR expire > ?)"
+            args.append(now)
+        sql += " ORDER BY rowid LIMIT ? OFFSET ?"
+        rows = self.db.execute(sql, (*args, limit, offset)).fetchall()
+        return [r[0] for r in rows]
+
+    # -- data interface and jsonp ----------------------------------------------------------
+
+    def write_data(self, client_rid, ts, pairs):
+        with self.tx():
+            for alias, value in pairs:
+                self._run(
+                    "INSERT INTO data (client_rid, alias, ts, value) VALUES (?, ?, ?, ?)",
+                    client_rid,
+                    alias,
+                    ts,
+                    value,
+                )
+                self._run(
+                    "DELETE FROM data WHERE client_rid = ? AND alias = ? AND id <= ("
+                    "SELECT id FROM data WHERE client_rid = ? AND alias = ? "
+                    "ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    client_rid,
+                    alias,
+                    client_rid,
+                    alias,
+                    DATA_KEEP,
+                )
+
+    def latest(self, client_rid, alias):
+        row = self._one(
+            "SELECT value FROM data WHERE client_rid = ? AND alias = ? ORDER BY id DESC LIMIT 1",
+            client_rid,
+            alias,
+        )
+        return None if row is None else row[0]
+
+    def series(self, client_rid, alias, start, end, offset, limit):
+        return self._all(
+            "SELECT ts, value FROM data WHERE client_rid = ? AND alias = ? AND ts >= ? "
+            "AND ts <= ? ORDER BY ts, id LIMIT ? OFFSET ?",
+            client_rid,
+            alias,
+            start,
+            end,
+            limit,
+            offset,
+        )
+
+    def add_jsonp_token(self, token, client_rid, spec, expire):
+        self._run("DELETE FROM jsonp_tokens WHERE expire < ?", int(spec.get("now", 0)))
+        self._run(
+            "INSERT INTO jsonp_tokens (token_hash, client_rid, spec, expire) VALUES (?, ?, ?, ?)",
+            secret_hash(token),
+            client_rid,
+            json.dumps(spec),
+            expire,
+        )
+
+    def jsonp_token(self, token):
+        """(client_rid, spec dict, expire) or None."""
+        row = self._one(
+            "SELECT client_rid, spec, expire FROM jsonp_tokens WHERE token_hash = ?",
+            secret_hash(token),
+        )
+        if row is None:
+            return None
+        return row[0], json.loads(row[1]), row[2]
