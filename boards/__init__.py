@@ -1,0 +1,1 @@
+"""Board modules: one per target, each defining `Board` (see boards/README.md)."""
