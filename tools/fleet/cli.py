@@ -806,6 +806,7 @@ def build_parser():
     )
     p.add_argument("model")
     p.add_argument("sn", nargs="*")
+    p.set_defaults(many="sn")
     p.add_argument("--extra", help="extra data of a single serial number")
     _range_opts(p)
     p = leaf(
@@ -817,6 +818,7 @@ def build_parser():
     )
     p.add_argument("model")
     p.add_argument("sn", nargs="*")
+    p.set_defaults(many="sn")
     _range_opts(p)
     leaf(
         s, "ranges", sn_ranges, "read the ranges of model {model}", "show ranges", listing=True
@@ -842,6 +844,7 @@ def build_parser():
     )
     p.add_argument("model")
     p.add_argument("sn", nargs="+")
+    p.set_defaults(many="sn")
     p.add_argument("--owner", help="rid of the clients' owner (EXOPROV_OWNER)")
     for name, func, text in (
         ("regenerate", sn_regenerate, "new CIK; the old one stops working, window reopens"),
@@ -851,6 +854,7 @@ def build_parser():
         p = leaf(s, name, func, name + " serial numbers of model {model}", text, listing=True)
         p.add_argument("model")
         p.add_argument("sn", nargs="+")
+    p.set_defaults(many="sn")
     p = leaf(
         s,
         "remap",
@@ -989,6 +993,7 @@ def build_parser():
     p.add_argument("model")
     p.add_argument("group")
     p.add_argument("member", nargs="*")
+    p.set_defaults(many="member")
     p.add_argument("--type")
     p.add_argument("--expire", default="", help="Unix seconds; empty or 0 for never")
     p.add_argument("--meta", default="")
@@ -1003,6 +1008,7 @@ def build_parser():
     p.add_argument("model")
     p.add_argument("group")
     p.add_argument("member", nargs="*")
+    p.set_defaults(many="member")
     p.add_argument("--type")
     p.add_argument("--csv", metavar="FILE")
 
@@ -1066,7 +1072,14 @@ def main(argv=None, env=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     try:
-        a = parser.parse_args(argv)
+        a, rest = parser.parse_known_args(argv)
+        # `group add M G --type sn ID ID`: ids after an option land in `rest`; they belong
+        # to the command's list of ids, anything else is an error as usual.
+        many = getattr(a, "many", None)
+        if rest and many and not any(r.startswith("-") for r in rest):
+            getattr(a, many).extend(rest)
+        elif rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
     except UsageError as exc:
         sys.stderr.write(f"exoprov: {exc}\n")
         return 2

@@ -75,7 +75,7 @@ class Progress:
         if not self.enabled:
             return
         pct = 100 if not total else min(100, done * 100 // total)
-        if pct == self._last and done != total:
+        if pct == self._last:
             return
         self._last = pct
         fill = self.width * pct // 100
