@@ -3,9 +3,10 @@
     exoprov build [--out build] [--board esp32|rp2|unix|all] [--mpy-cross PATH]
 
 Writes build/agent/*.mpy and build/boards/*.mpy (every MicroPython module, so a compile
-error anywhere is caught), prints the size of each file and, per board, the total the board carries: the agent
-plus that board's module (plus the application entry on rp2). For rp2 it also writes
-build/rp2-app.bundle, the application bundle (docs/bundle-format.md) to upload as content.
+error anywhere is caught), prints the size of each file and, per board, the total the board
+carries: the agent plus that board's module (plus the application entry on rp2). For rp2
+it also writes build/rp2-app.bundle, the application bundle (docs/bundle-format.md) to
+upload as content.
 """
 
 import argparse
