@@ -61,14 +61,47 @@ def connect(host, port, tls, timeout_ms, ca=None):
         s.connect(ai[-1])
         if tls:
             s = _tls(s, host, ca)
-        if not hasattr(s, "readinto"):  # CPython sockets: an unbuffered raw file
+        if hasattr(s, "recv_into"):  # CPython: an unbuffered raw file reads what is there
             f = s.makefile("rwb", 0)
             s.close()  # the file keeps the descriptor open until it is closed itself
-            s = f
-        return s
+            return f
+        return _Poll(s, timeout_ms)
     except BaseException:
         s.close()
         raise
+
+
+class _Poll:
+    """MicroPython: a blocking socket's readinto() waits until the buffer is full, so the
+    socket is made non-blocking and each read or write waits in poll() with the timeout."""
+
+    def __init__(self, s, timeout_ms):
+        import select
+
+        s.setblocking(False)
+        self.s, self.t, self.sel = s, timeout_ms, select
+        self.p = select.poll()
+        self.p.register(s, select.POLLIN)
+
+    def _io(self, fn, buf, ev):
+        while True:
+            n = fn(buf)
+            if n is not None:
+                return n
+            self.p.modify(self.s, ev)
+            if not self.p.poll(self.t):
+                import errno
+
+                raise OSError(errno.ETIMEDOUT)
+
+    def readinto(self, buf):
+        return self._io(self.s.readinto, buf, self.sel.POLLIN)
+
+    def write(self, buf):
+        return self._io(self.s.write, buf, self.sel.POLLOUT)
+
+    def close(self):
+        self.s.close()
 
 
 def _tls(s, host, ca):
@@ -153,10 +186,8 @@ class Conn:
     def _send(self, data):
         mv = memoryview(data)
         while mv:
-            n = self._s.write(mv)
-            if n is None:
-                n = len(mv)
-            mv = mv[n:]
+            self._check()
+            mv = mv[self._s.write(mv) or 0 :]
 
     def _fill(self):
         self._check()
@@ -181,9 +212,7 @@ class Conn:
             if len(line) > _LINE:
                 raise ProtocolError("line too long")
             if i >= 0:
-                if line and line[-1] == 13:
-                    line.pop()
-                return line
+                return bytes(line[:-1] if line and line[-1] == 13 else line)
 
     def _head(self):
         line = self._line()

@@ -128,7 +128,7 @@ class Board:
             return
         try:
             r = subprocess.run(
-                [*self.apply_cmd, self.install], timeout=self.apply_timeout, check=False
+                list(self.apply_cmd) + [self.install], timeout=self.apply_timeout, check=False
             )
             bad = r.returncode != 0 and "exit code %d" % r.returncode
         except (OSError, subprocess.TimeoutExpired) as e:
