@@ -97,6 +97,8 @@ class FaultServer:
         self.devices = {}  # sn -> {"cik": str, "activated": bool}
         self.contents = {}  # id -> Content
         self.log = []
+        self.issued = []  # every CIK minted, in order
+        self.reports = []
         self._scripts = {}
         self._lock = threading.Lock()
         self._conns = set()
@@ -115,6 +117,7 @@ class FaultServer:
         """Whitelist and enable `sn`: a fresh CIK, activation open. Returns the CIK."""
         cik = secrets.token_hex(20)
         self.devices[sn] = {"cik": cik, "activated": False}
+        self.issued.append(cik)
         return cik
 
     regenerate = enable
@@ -138,6 +141,10 @@ class FaultServer:
 
     def stop(self):
         self._stop.set()
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
+        except OSError:
+            pass
         try:
             self._sock.close()
         except OSError:
@@ -227,6 +234,9 @@ class FaultServer:
             q = {k: v[0] for k, v in parse_qs(body.decode("latin-1")).items()}
         elif url.path == "/provision/download" and method == "GET":
             kind = "list" if "id" not in q else ("info" if q.get("info") == "true" else "blob")
+        elif url.path == "/onep:v1/stack/alias" and method == "POST":
+            kind = "report"
+            self.reports.append(body.decode("latin-1"))
         else:
             kind = "other"
         req = Req(kind, method, target, headers.get("range"))
@@ -254,6 +264,8 @@ class FaultServer:
     def _normal(self, kind, q, headers, name, arg):
         if kind == "other":
             return 404, b"not found\n", {}
+        if kind == "report":
+            return 204, b"", {}
         if q.get("vendor") != self.vendor or q.get("model") != self.model:
             return 403, b"invalid vendor/model\n", {}
         if kind == "activate":

@@ -1,0 +1,269 @@
+"""Power cuts at every write: the agent must never brick the device.
+
+`python -m tools.powercut [--interp cpython|micropython|both] [--sample N] [--size BYTES]`
+
+For each interpreter (CPython with `boards/linux.py`; the MicroPython unix port with
+`boards/esp32.py` on the esp32 fakes, or `boards/unix.py` when those are not there) it first
+runs the whole flow once without a cut and records every write the agent makes (store saves,
+slot erase/write/finish/apply/confirm, see tools/faults/cutlaunch.py). Then, for every one of
+those writes k, a fresh device and server: the agent is killed at write k (before it; saves
+and apply also right after it), restarted until it reports active and up to date (exit 0),
+playing the operator when the interrupted activation needs it (regenerate, as the spec README
+says). After every start it checks the installed image is the old or the new one, never a mix,
+and the stored CIK is absent or exactly one the server issued; at the end that the new image is
+installed with the right sha256 and that no more than one Range request of data (one chunk)
+was fetched again because of the cut. Prints `N/N cut points survived`; exit 1 otherwise.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tools.faults.faultserver import FaultServer, image
+
+ROOT = Path(__file__).resolve().parent.parent
+MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
+SN = "sn-cut-1"
+CHUNK = 65536
+RC_OK, RC_FAIL, RC_RESET, RC_EXPIRED = 0, 1, 3, 4
+CUT_RCS = (77, -9, 137)  # os._exit(77) on CPython; SIGKILL under MicroPython
+MAX_STARTS = 8
+
+
+class Flavour:
+    """One interpreter + board: how to start the agent and how to inspect the device."""
+
+    def __init__(self, name, cmd, board):
+        self.name, self.cmd, self.board = name, cmd, board
+
+    def config(self, d, url):
+        cfg = {
+            "server": url,
+            "vendor": "vend",
+            "model": "mod",
+            "sn": SN,
+            "board": self.board,
+            "state_dir": str(d / "state"),
+            "install_path": str(d / "installed.bin"),
+            "once": True,
+            "version": "1",
+            "timeout": 10,
+            "log": 1,
+        }
+        if self.board == "esp32":
+            cfg["fake_dir"] = str(d / "flash")
+        return cfg
+
+    def inspect(self, d, cfgpath):
+        """-> (stored record dict or None, sha256 of the image the device would boot)."""
+        if self.board in ("linux", "unix"):
+            try:
+                rec = json.loads((d / "state" / "state.json").read_bytes())
+            except (OSError, ValueError):
+                rec = None
+            try:
+                sha = hashlib.sha256((d / "installed.bin").read_bytes()).hexdigest()
+            except OSError:
+                sha = None
+            return rec, sha
+        out = subprocess.run(
+            [*self.cmd, "tools/faults/cutinspect.py", str(cfgpath)],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if out.returncode:
+            raise RuntimeError(f"inspect failed: {out.stderr[-800:]}")
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        return got["record"], got["sha"]
+
+    def install_old(self, d, old, cfgpath):
+        if self.board in ("linux", "unix"):
+            (d / "installed.bin").write_bytes(old)
+            return
+        (d / "old.bin").write_bytes(old)
+        out = subprocess.run(
+            [*self.cmd, "tools/faults/cutinspect.py", str(cfgpath), str(d / "old.bin")],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if out.returncode:
+            raise RuntimeError(f"install of the old image failed: {out.stderr[-800:]}")
+
+
+def flavours(which):
+    out = []
+    if which in ("cpython", "both"):
+        out.append(Flavour("cpython/linux", [sys.executable], "linux"))
+    if which in ("micropython", "both"):
+        board = "esp32" if (ROOT / "host_tests/fakes/esp32.py").exists() else "unix"
+        out.append(Flavour(f"micropython/{board}", [str(MICROPYTHON)], board))
+    return out
+
+
+class Device:
+    """One fresh device (temp dir) and one fresh server for one cut point."""
+
+    def __init__(self, fl, old, new):
+        self.fl = fl
+        self.d = Path(tempfile.mkdtemp(prefix="powercut-"))
+        self.srv = FaultServer()
+        self.srv.enable(SN)
+        self.new = self.srv.add_content("firmware-2", new, version=2)
+        self.old_sha = hashlib.sha256(old).hexdigest()
+        self.cfgpath = self.d / "config.json"
+        self.cfgpath.write_text(json.dumps(fl.config(self.d, self.srv.url)))
+        self.events = self.d / "events.txt"
+        self.events.write_text("")
+        self.starts = 0
+        fl.install_old(self.d, old, self.cfgpath)
+
+    def close(self):
+        self.srv.stop()
+        shutil.rmtree(self.d, ignore_errors=True)
+
+    def n_events(self):
+        return len(self.events.read_text().splitlines())
+
+    def start(self, cut=-1, mode="before"):
+        self.starts += 1
+        cmd = [*self.fl.cmd, "tools/faults/cutlaunch.py", str(self.cfgpath), str(cut), mode]
+        cmd.append(str(self.events))
+        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        self.last_err = p.stderr
+        return p.returncode
+
+    def check(self):
+        """Invariants after any start; -> problem text or None."""
+        rec, sha = self.fl.inspect(self.d, self.cfgpath)
+        if sha not in (self.old_sha, self.new.sha256):
+            return f"installed image is neither old nor new (sha {sha})"
+        cik = rec.get("cik") if isinstance(rec, dict) else None
+        if cik is not None and cik not in self.srv.issued:
+            return "stored CIK is not one the server issued (torn or corrupt)"
+        return None
+
+    def fetched(self):
+        total = 0
+        for r in self.srv.requests("blob"):
+            if r.status == 206 and r.range:
+                a, _, b = r.range.split("=", 1)[1].partition("-")
+                total += int(b) - int(a) + 1
+        return total
+
+
+def run_flow(dev, cut=-1, mode="before"):
+    """Start the agent until it is up to date. -> (problem or None, starts)."""
+    done = 0  # events before the current start
+    for _ in range(MAX_STARTS):
+        local = cut - done if cut >= 0 and cut >= done else -1
+        rc = dev.start(local, mode)
+        done = dev.n_events()
+        problem = dev.check()
+        if problem:
+            return problem
+        if rc == RC_OK:
+            return None
+        if rc == RC_EXPIRED:
+            # the CIK was lost between receiving and storing it: the operator regenerates
+            dev.srv.regenerate(SN)
+        elif rc not in (RC_RESET, RC_FAIL, *CUT_RCS):
+            return f"agent exited {rc}: {dev.last_err.strip().splitlines()[-1:]}"
+    tail = " | ".join(dev.last_err.strip().splitlines()[-3:])
+    return f"not up to date after {MAX_STARTS} starts (last exit {rc}: {tail})"
+
+
+def baseline(fl, old, new):
+    dev = Device(fl, old, new)
+    try:
+        problem = run_flow(dev)
+        if problem:
+            raise RuntimeError(f"{fl.name}: the flow fails without any cut: {problem}")
+        labels = dev.events.read_text().splitlines()
+        return labels, dev.fetched()
+    finally:
+        dev.close()
+
+
+def cut_points(labels):
+    points = []
+    for k, label in enumerate(labels):
+        points.append((k, "before", label))
+        if not label.startswith("slot_write"):
+            points.append((k, "after", label))
+    return points
+
+
+def survive(fl, old, new, k, mode, base_fetched):
+    dev = Device(fl, old, new)
+    try:
+        problem = run_flow(dev, k, mode)
+        if problem:
+            return problem
+        rec, sha = fl.inspect(dev.d, dev.cfgpath)
+        if sha != dev.new.sha256:
+            return "the new image is not installed at the end"
+        inst = (rec or {}).get("inst") or {}
+        if inst.get("sha") != dev.new.sha256:
+            return "the record does not name the new image as installed"
+        extra = dev.fetched() - base_fetched
+        if extra > CHUNK:
+            return f"{extra} bytes fetched again (more than one {CHUNK}-byte Range request)"
+        return None
+    finally:
+        dev.close()
+
+
+def pick_sample(points, n):
+    """Every store save and apply, plus evenly spread slot writes, up to n points."""
+    keep = [p for p in points if not p[2].startswith("slot_write")]
+    writes = [p for p in points if p[2].startswith("slot_write")]
+    room = max(0, n - len(keep))
+    if room and writes:
+        step = max(1, len(writes) // room)
+        keep += writes[::step][:room]
+    return sorted(keep)
+
+
+def run(which="both", size=256 * 1024, sample=None, log=print):
+    old, new = image(size, seed=1), image(size, seed=2)
+    total = ok = 0
+    failures = []
+    for fl in flavours(which):
+        t0 = time.monotonic()
+        labels, base_fetched = baseline(fl, old, new)
+        points = cut_points(labels)
+        if sample:
+            points = pick_sample(points, sample)
+        log(f"powercut: {fl.name}: {len(labels)} writes in a full update of {size} bytes, "
+            f"{len(points)} cut points")  # fmt: skip
+        for k, mode, label in points:
+            problem = survive(fl, old, new, k, mode, base_fetched)
+            total += 1
+            if problem:
+                failures.append(f"{fl.name} cut {mode} write {k} {label}: {problem}")
+                log("powercut: FAIL " + failures[-1])
+            else:
+                ok += 1
+        log(f"powercut: {fl.name}: done in {time.monotonic() - t0:.0f} s")
+    return ok, total, failures
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="powercut", description=__doc__.split("\n")[0])
+    ap.add_argument("--interp", choices=("cpython", "micropython", "both"), default="both")
+    ap.add_argument("--size", type=int, default=256 * 1024)
+    ap.add_argument("--sample", type=int, default=None, help="cut at most N points")
+    args = ap.parse_args(argv)
+    ok, total, failures = run(args.interp, args.size, args.sample)
+    print(f"{ok}/{total} cut points survived")
+    return 0 if ok == total and total else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())
