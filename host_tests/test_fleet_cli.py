@@ -396,3 +396,23 @@ def test_config_file_and_flags(fleet, server, vendor, env, tmp_path):
         env=bare,
     )
     fleet("--server", server.url, "--json", "model", "list", env=bare)  # options first works
+
+
+def test_csv_from_stdin(fleet, client, vendor, env):
+    model = _model(fleet, vendor)
+    r = exoprov(
+        "fleet",
+        "sn",
+        "add",
+        model,
+        "--csv",
+        "-",
+        check=False,
+        env=env,
+        input="00000001,from stdin\n00000002\n",
+    )
+    assert r.returncode == 0, r.stderr
+    assert [(e.sn, e.extra) for e in client.sn_all(model)] == [
+        ("00000001", "from stdin"),
+        ("00000002", ""),
+    ]
