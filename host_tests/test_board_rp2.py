@@ -1,0 +1,383 @@
+"""boards/rp2.py and boards/rp2_boot.py (main.py) in the MicroPython unix port.
+
+The Pico's LittleFS is a temporary directory (state_dir); the boot snippet runs with
+EXOPROV_ROOT pointing at it. Power cuts during a save are injected by wrapping the module's
+`open` and `os` (the real board has no hook: LittleFS itself is the thing being modelled).
+"""
+
+import pytest
+from fakes.hwkit import ROOT, make_hw, out, run_mp
+
+from tools.build import make_bundle
+
+HEAD = """
+import json
+from boards.rp2 import Board
+ROOT = {root!r}
+b = Board({{"state_dir": ROOT, "wifi_ssid": "lab", "wifi_password": "pw-lab"}})
+
+def put(data, start=0, stop=None):
+    stop = len(data) if stop is None else stop
+    mv = memoryview(data)
+    for off in range(start, stop, 4096):
+        b.slot_write(off, mv[off:min(off + 4096, len(data))])
+
+def load(name):
+    with open(name, "rb") as f:
+        return f.read()
+
+def stage(name):
+    data = load(name)
+    b.slot_begin(len(data)); put(data); b.slot_finish(len(data))
+    return data
+"""
+
+APP_OK = """
+def main():
+    from boards.rp2 import Board
+    b = Board({"state_dir": %r})
+    try:
+        b.slot_confirm()  # like the agent: keep this bundle once it works
+    except OSError:
+        pass  # an older bundle started after a fallback: nothing to confirm
+    print("app %s running")
+    return 0
+"""
+
+APP_NO_CONFIRM = """
+def main():
+    print("app %s running, not confirming")
+    return 1
+"""
+
+APP_BROKEN = "raise ImportError('bundle %s is broken')\n"
+
+FACTORY = """
+def main():
+    print("app factory running")
+    return 0
+"""
+
+
+@pytest.fixture
+def dev(tmp_path):
+    root = tmp_path / "fs"
+    root.mkdir()
+    hw = make_hw(tmp_path, chip="cyw43")
+    (tmp_path / "factory").mkdir()
+    (tmp_path / "factory" / "app.py").write_text(FACTORY)
+    return hw, root
+
+
+def boot(dev, body):
+    hw, root = dev
+    return run_mp(hw, HEAD.format(root=str(root)) + body)
+
+
+def main_py(dev):
+    """One start of the Pico: main.py with the factory application in /lib."""
+    hw, root = dev
+    code = (ROOT / "boards" / "rp2_boot.py").read_text()
+    return run_mp(hw, code, path=(root.parent / "factory",), env={"EXOPROV_ROOT": str(root)})
+
+
+def ptr(dev):
+    return (dev[1] / "app.ptr").read_text().split()
+
+
+def bundle(dev, name, app_code, extra=()):
+    files = [("app.py", app_code.encode()), *extra]
+    data = make_bundle(files)
+    path = dev[1].parent / name
+    path.write_bytes(data)
+    return path
+
+
+def stage_apply(dev, path):
+    r = boot(dev, f"stage({str(path)!r}); b.slot_apply()")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+# -- storage -----------------------------------------------------------------------------------
+
+
+def test_storage_roundtrip_and_corruption(dev):
+    assert out(boot(dev, "print(json.dumps([b.load()]))")) == [None]
+    boot(dev, "b.save(b'one'); b.save(b'two')")
+    assert out(boot(dev, "print(json.dumps(b.load().decode()))")) == "two"
+    rec = dev[1] / "exoprov.rec"
+    raw = bytearray(rec.read_bytes())
+    raw[-1] ^= 1
+    rec.write_bytes(bytes(raw))
+    assert out(boot(dev, "print(json.dumps([b.load()]))")) == [None]
+    rec.write_bytes(b"XR")
+    assert out(boot(dev, "print(json.dumps([b.load()]))")) == [None]
+
+
+CUT = """
+import boards.rp2 as R
+AT, MODE = {at}, {mode!r}
+n = [0]
+real_open, real_os = open, R.os
+
+def tick(torn=None):
+    n[0] += 1
+    if n[0] == AT:
+        if torn is not None and MODE == "torn":
+            torn()
+        raise SystemExit(137)
+
+class F:
+    def __init__(self, f):
+        self.f = f
+    def write(self, data):
+        tick(lambda: self.f.write(bytes(data)[: len(data) // 2]))
+        return self.f.write(data)
+    def flush(self):
+        tick()
+        self.f.flush()
+    def close(self):
+        self.f.close()
+    def __enter__(self):
+        return self
+    def __exit__(self, *a):
+        self.f.close()
+
+class OS:
+    def rename(self, a, c):
+        tick()
+        real_os.rename(a, c)
+    def __getattr__(self, name):
+        return getattr(real_os, name)
+
+def cut_open(p, m="r"):
+    f = real_open(p, m)
+    return F(f) if ("w" in m or "+" in m) else f
+
+R.open = cut_open
+R.os = OS()
+b.save(b"new")
+"""
+
+
+@pytest.mark.parametrize(
+    "at,mode,expect",
+    [(1, "torn", "old"), (1, "before", "old"), (2, "before", "old"), (3, "before", "old")],
+)
+def test_power_cut_during_save(dev, at, mode, expect):
+    # ops of a save: write the temp file (1), flush it (2), rename it over the record (3)
+    boot(dev, "b.save(b'old')")
+    r = boot(dev, CUT.format(at=at, mode=mode))
+    assert r.returncode == 137, r.stdout + r.stderr
+    assert out(boot(dev, "print(json.dumps(b.load().decode()))")) == expect
+    boot(dev, "b.save(b'later')")
+    assert out(boot(dev, "print(json.dumps(b.load().decode()))")) == "later"
+
+
+def test_save_without_cut_through_the_harness(dev):
+    boot(dev, "b.save(b'old')")
+    assert boot(dev, CUT.format(at=99, mode="before")).returncode == 0
+    assert out(boot(dev, "print(json.dumps(b.load().decode()))")) == "new"
+
+
+# -- bundle slot ---------------------------------------------------------------------------------
+
+
+def test_stage_apply_unpacks_into_a_and_points_at_it(dev):
+    path = bundle(dev, "b1", APP_OK % (str(dev[1]), "v1"), [("lib/x/y.txt", b"hello")])
+    stage_apply(dev, path)
+    assert ptr(dev) == ["app_a", "-", "new"]
+    assert (dev[1] / "app_a" / "lib" / "x" / "y.txt").read_bytes() == b"hello"
+    assert not (dev[1] / "app_tmp").exists()
+
+
+def test_boot_new_bundle_confirm_then_next_update(dev):
+    root = str(dev[1])
+    stage_apply(dev, bundle(dev, "b1", APP_OK % (root, "v1")))
+    r = main_py(dev)
+    assert r.returncode == 0 and "app v1 running" in r.stdout, r.stdout
+    assert ptr(dev) == ["app_a", "-", "ok"]
+    assert "app v1 running" in main_py(dev).stdout  # confirmed: stays
+    stage_apply(dev, bundle(dev, "b2", APP_OK % (root, "v2")))
+    assert ptr(dev) == ["app_b", "app_a", "new"]
+    assert "app v2 running" in main_py(dev).stdout
+    stage_apply(dev, bundle(dev, "b3", APP_OK % (root, "v3")))
+    assert ptr(dev) == ["app_a", "app_b", "new"]  # the oldest bundle made room
+    assert "app v3 running" in main_py(dev).stdout
+    assert ptr(dev) == ["app_a", "app_b", "ok"]
+
+
+def test_bundle_that_fails_to_start_falls_back(dev):
+    root = str(dev[1])
+    stage_apply(dev, bundle(dev, "b1", APP_OK % (root, "v1")))
+    main_py(dev)
+    stage_apply(dev, bundle(dev, "b2", APP_BROKEN % "v2"))
+    r = main_py(dev)
+    assert "bundle app_b failed to start: back to app_a" in r.stdout
+    assert "app v1 running" in r.stdout and r.returncode == 0
+    assert ptr(dev) == ["app_a", "app_b", "failed"]
+    body = """
+res = []
+try:
+    b.slot_confirm()
+except OSError as e:
+    res.append(e.args[1])
+b.slot_rollback()
+print(json.dumps(res))
+"""
+    assert "not running" in out(boot(dev, body))[0]
+    assert ptr(dev) == ["app_a", "app_b", "failed"]
+
+
+def test_unconfirmed_bundle_rolled_back_on_next_start(dev):
+    root = str(dev[1])
+    stage_apply(dev, bundle(dev, "b1", APP_OK % (root, "v1")))
+    main_py(dev)
+    stage_apply(dev, bundle(dev, "b2", APP_NO_CONFIRM % "v2"))
+    assert "app v2 running, not confirming" in main_py(dev).stdout
+    assert ptr(dev) == ["app_b", "app_a", "trying"]
+    r = main_py(dev)  # reset before confirmation: back to v1
+    assert "was not confirmed: back to app_a" in r.stdout and "app v1 running" in r.stdout
+
+
+def test_agent_rollback_of_a_started_bundle(dev):
+    root = str(dev[1])
+    stage_apply(dev, bundle(dev, "b1", APP_NO_CONFIRM % "v1"))
+    main_py(dev)
+    boot(dev, "b.slot_rollback()")  # the health check failed
+    assert ptr(dev) == ["-", "app_a", "failed"]
+    assert "app factory running" in main_py(dev).stdout
+    assert "app factory running" in main_py(dev).stdout
+    # a later, good update still works
+    stage_apply(dev, bundle(dev, "b2", APP_OK % (root, "v2")))
+    assert ptr(dev) == ["app_a", "-", "new"]  # the failed bundle's directory is reused
+    assert "app v2 running" in main_py(dev).stdout
+
+
+def test_apply_twice_keeps_previous(dev):
+    root = str(dev[1])
+    stage_apply(dev, bundle(dev, "b1", APP_OK % (root, "v1")))
+    main_py(dev)
+    path = bundle(dev, "b2", APP_OK % (root, "v2"))
+    stage_apply(dev, path)
+    boot(dev, "b.slot_apply()")
+    assert ptr(dev) == ["app_b", "app_a", "new"]
+    main_py(dev)
+    boot(dev, "b.slot_apply()")  # a retry after the reset: still nothing to do
+    assert ptr(dev) == ["app_b", "app_a", "ok"]
+
+
+def test_resume_after_reset_mid_download(dev):
+    path = bundle(
+        dev, "big", APP_OK % (str(dev[1]), "big"), [("blob.bin", bytes(range(256)) * 60)]
+    )
+    size = path.stat().st_size
+    assert size > 3 * 4096
+    boot(dev, f"d = load({str(path)!r}); b.slot_begin(len(d)); put(d, 0, 8192)")
+    body = f"""
+d = load({str(path)!r})
+b.slot_begin(len(d))
+buf = bytearray(8192)
+n = b.slot_read(0, buf)
+ok = n == 8192 and bytes(buf) == d[:8192]
+put(d, 8192)
+b.slot_finish(len(d)); b.slot_apply()
+print(json.dumps(ok))
+"""
+    assert out(boot(dev, body)) is True
+    assert (dev[1] / "app_a" / "blob.bin").read_bytes() == bytes(range(256)) * 60
+
+
+def test_corrupt_bundle_refused_old_kept(dev):
+    root = str(dev[1])
+    stage_apply(dev, bundle(dev, "b1", APP_OK % (root, "v1")))
+    main_py(dev)
+    data = bytearray(make_bundle([("app.py", (APP_OK % (root, "v2")).encode())]))
+    data[-3] ^= 0x20
+    (dev[1].parent / "bad").write_bytes(bytes(data))
+    body = f"""
+res = []
+d = load({str(dev[1].parent / "bad")!r})
+b.slot_begin(len(d)); put(d)
+for call in (lambda: b.slot_finish(len(d)), b.slot_apply):
+    try:
+        call()
+    except ValueError as e:
+        res.append(str(e))
+print(json.dumps(res))
+"""
+    assert out(boot(dev, body)) == ["rp2: bundle sha256 mismatch"] * 2
+    assert ptr(dev) == ["app_a", "-", "ok"]
+    assert not (dev[1] / "app_tmp").exists() and not (dev[1] / "app_b").exists()
+
+
+@pytest.mark.parametrize("name", ["../evil.py", "/abs.py", "a//b", "./x"])
+def test_bundle_names_outside_the_directory_refused(dev, name):
+    import hashlib
+    import struct
+
+    raw = name.encode()
+    table = struct.pack("<IB", 2, len(raw)) + raw
+    data = b"EXB1" + struct.pack("<HH", 1, 40 + len(table)) + hashlib.sha256(b"hi").digest()
+    (dev[1].parent / "evil").write_bytes(data + table + b"hi")
+    body = f"""
+d = load({str(dev[1].parent / "evil")!r})
+b.slot_begin(len(d)); put(d)
+try:
+    b.slot_finish(len(d))
+    print(json.dumps("accepted"))
+except ValueError as e:
+    print(json.dumps(str(e)))
+"""
+    assert "bad file name" in out(boot(dev, body))
+
+
+def test_bundle_too_big_for_the_file_system(dev):
+    body = """
+try:
+    b.slot_begin(1 << 50)
+except OSError as e:
+    print(json.dumps([e.args[0], e.args[1]]))
+"""
+    res = out(boot(dev, body))
+    assert res[0] == 28 and "free" in res[1]
+
+
+# -- Wi-Fi (CYW43), identity ---------------------------------------------------------------------
+
+
+def test_wifi_up(dev):
+    body = """
+import network
+b.network_up(2000)
+w = network.WLAN(network.STA_IF)
+print(json.dumps([w.isconnected(), w.config("pm") == 0xA11140, w.connects]))
+"""
+    assert out(boot(dev, body)) == [True, True, 1]
+
+
+@pytest.mark.parametrize(
+    "cfg,errno,text",
+    [
+        ({"wifi_ssid": "lab", "wifi_password": "bad"}, 1, "refused the password"),
+        ({"wifi_ssid": "nowhere"}, 110, "not up in 300 ms (status -2)"),
+        ({}, 22, "wifi_ssid missing"),
+    ],
+)
+def test_wifi_errors(dev, cfg, errno, text):
+    body = f"""
+cfg = {cfg!r}
+cfg["state_dir"] = ROOT
+b = Board(cfg)
+try:
+    b.network_up(300)
+    print(json.dumps("up"))
+except OSError as e:
+    print(json.dumps([e.args[0], e.args[1]]))
+"""
+    res = out(boot(dev, body))
+    assert res[0] == errno and text in res[1]
+
+
+def test_identity(dev):
+    assert out(boot(dev, "print(json.dumps(b.unique_id()))")) == "e6614c311b4d2a2f"
