@@ -40,7 +40,7 @@ class StepError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.print_usage(sys.stderr)
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog.removeprefix('exoprov ')}: {message}")
 
 
 def _step(what, fn, *args, done=None, **kw):
