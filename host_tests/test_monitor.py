@@ -288,6 +288,8 @@ def test_reset_on_a_pty_reports_missing_modem_lines(tmp_path):
         os.close(s1)
     assert rc == 0, err
     assert any("resetting the board" in ln for ln in proc.lines)
+    # a pty has no DTR/RTS: said in one line, and the monitor carries on
+    assert any("cannot reset: the port has no modem lines" in ln for ln in proc.lines)
 
 
 def test_usage_errors():
