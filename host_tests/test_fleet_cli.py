@@ -126,12 +126,14 @@ def test_readme_firmware_upload_info_download(fleet, client, vendor, tmp_path):
     data = os.urandom(200_000)
     app.write_bytes(data)
     digest = hashlib.sha256(data).hexdigest()
-    r = fleet(
-        "content", "upload", model, "firmware-1.4.0", str(app), "--version", "1.4.0", "--progress"
-    )
+    r = fleet("content", "upload", model, "firmware-1.4.0", str(app), "--version", "1.4.0")
     assert r.stdout == (
         f"uploaded {app} to content firmware-1.4.0 of model {model} (200000 "
         f"bytes, version 1.4.0, sha256 {digest})\n"
+    )
+    assert r.stderr == ""  # no progress bar when stderr is not a terminal
+    r = fleet(
+        "content", "upload", model, "firmware-1.4.0", str(app), "--version", "1.4.0", "--progress"
     )
     bar = r.stderr.replace("\r", "\n").splitlines()  # one line redrawn with \r on a terminal
     assert (
