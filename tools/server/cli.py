@@ -58,6 +58,7 @@ def server_main(argv):
         level=logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    logging.getLogger("aiohttp.server").addFilter(_quiet_bad_requests)
     try:
         store = Store(args.db)
     except Exception as exc:  # sqlite3.Error, OSError: say what, no traceback
@@ -70,6 +71,19 @@ def server_main(argv):
         return 1
     finally:
         store.close()
+
+
+def _quiet_bad_requests(record):
+    """aiohttp logs a traceback for every unparsable request; one line is enough (the
+    client already got its 400)."""
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError):
+        record.msg, record.args = "malformed request: %s", (type(exc).__name__,)
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
 
 
 async def _serve(args, store):
