@@ -274,3 +274,52 @@ def test_deploy_errors_one_line(tmp_path, fake, args, change, code, message):
     assert lines[0].startswith("exoprov deploy: ") and message in lines[0]
     assert "pw-secret-42" not in r.stdout + r.stderr
     assert not (dev / "config.json").exists()
+
+
+# -- packaging -----------------------------------------------------------------------------------
+
+
+def test_package_json_lists_the_agent_and_board_modules():
+    pkg = json.loads((ROOT / "package.json").read_text())
+    dests = [d for d, _src in pkg["urls"]]
+    assert all(d == src for d, src in pkg["urls"])  # relative URLs: mip resolves them
+    want = sorted(f"agent/{p.name}" for p in (ROOT / "agent").glob("*.py"))
+    want += ["boards/__init__.py", "boards/esp32.py", "boards/rp2.py"]
+    assert sorted(dests) == sorted(want)
+    assert pkg["deps"] == [] and re.match(r"^\d+\.\d+\.\d+$", pkg["version"])
+
+
+class _Options:
+    def __init__(self, **kw):
+        self.kw, self.dflt = kw, {}
+
+    def defaults(self, **kw):
+        self.dflt = kw
+
+    def __getattr__(self, name):
+        return self.kw.get(name, self.dflt.get(name))
+
+
+@pytest.mark.parametrize("board", [None, "esp32", "rp2"])
+def test_manifest_freezes_agent_and_board_modules(board):
+    frozen, included, meta = [], [], {}
+
+    def package(name, files=None, base_path=".", opt=None):
+        base = ROOT / base_path / name
+        for f in files or sorted(p.name for p in base.glob("*.py")):
+            assert (base / f).is_file(), f
+            frozen.append(f"{name}/{f}")
+
+    env = {
+        "metadata": lambda **kw: meta.update(kw),
+        "options": _Options(**({"board": board} if board else {})),
+        "include": included.append,
+        "package": package,
+    }
+    exec((ROOT / "manifest.py").read_text(), env)
+    assert included == ["$(PORT_DIR)/boards/manifest.py"]
+    assert meta["version"] == json.loads((ROOT / "package.json").read_text())["version"]
+    assert {f"agent/{p.name}" for p in (ROOT / "agent").glob("*.py")} <= set(frozen)
+    boards = {f for f in frozen if f.startswith("boards/")}
+    want = {"esp32", "rp2"} if board is None else {board}
+    assert boards == {"boards/__init__.py"} | {f"boards/{b}.py" for b in want}
