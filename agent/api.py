@@ -1,122 +1,84 @@
 """The device side of the Provision API (provision-api-v1.1-a.md, "device provisioning").
 
-Each call is one exchange on an http.Conn; status codes become typed errors carrying the status.
+Each call is one exchange on an http.Conn. A status other than the documented success raises
+ApiError(status): 401 CIK regenerated/disabled, 403 invalid vendor/model pair, 404 not
+whitelisted (or no such content), 409 not enabled / already activated / expired, 5xx.
+Anything malformed raises http.ProtocolError.
 """
 
 from agent.compat import const
 from agent.http import AgentError, ProtocolError, form, quote
 
 _CIK_LEN = const(40)  # spec/README.md: check only the length, never that it is hex
-_SMALL = const(1024)  # cap for CIK, content info and error bodies
+_SMALL = const(1024)  # cap for CIK and content info bodies
 _LIST = const(8192)  # cap for the content id list
 
 
 class ApiError(AgentError):
-    """The server answered with an error status (self.status)."""
-
-    def __init__(self, status, what=""):
-        super().__init__(status, what)
-        self.status = status
-
-
-class Unauthorized(ApiError):
-    """401: the CIK was regenerated, disabled or deleted."""
-
-
-class Forbidden(ApiError):
-    """403: invalid vendor/model pair."""
-
-
-class NotFound(ApiError):
-    """404: the serial number is not whitelisted (or the content is gone)."""
-
-
-class Conflict(ApiError):
-    """409: not enabled, already activated, or the activation window expired."""
-
-
-class ServerError(ApiError):
-    """5xx: try again later."""
-
-
-def error(status, what=""):
-    for cls, code in ((Unauthorized, 401), (Forbidden, 403), (NotFound, 404), (Conflict, 409)):
-        if status == code:
-            return cls(status, what)
-    return (ServerError if status >= 500 else ApiError)(status, what)
-
-
-def parse_meta(meta):
-    """'sha256=..&version=1.2' -> dict (the project's integrity convention, spec/README.md)."""
-    out = {}
-    for part in meta.split("&"):
-        k, _, v = part.partition("=")
-        if k.strip():
-            out[k.strip()] = v.strip()
-    return out
+    """The server answered an error status: args[0] is the status."""
 
 
 class Api:
     def __init__(self, conn, vendor, model):
         self.conn = conn
-        self._q = form(("vendor", vendor), ("model", model))
+        self._vm = form(("vendor", vendor), ("model", model))
+        self._q = "/provision/download?" + self._vm
 
-    def _call(self, method, path, cik=None, hdrs=(), body=None, ok=200):
-        if cik is not None:
+    def _call(self, path, cik=None, hdrs=(), body=None, ok=200):
+        if cik:
             hdrs = (("X-Exosite-CIK", cik),) + tuple(hdrs)
-        st = self.conn.request(method, path, hdrs, body)
+        st = self.conn.request("POST" if body else "GET", path, hdrs, body)
         if st != ok:
-            self.conn.close()  # error bodies are not needed; never keep them on the wire
+            self.conn.close()  # error bodies are not needed
             if 200 <= st < 300:
-                raise ProtocolError("answer %d, expected %d" % (st, ok))  # e.g. 200 to a Range
-            raise error(st)
-        return st
+                raise ProtocolError("answer %d, not %d" % (st, ok))  # e.g. 200 to a Range
+            raise ApiError(st)
 
     def activate(self, sn):
-        """POST /provision/activate -> the CIK (str)."""
-        self._call("POST", "/provision/activate", body=self._q + "&" + form(("sn", sn)))
-        cik = bytes(self.conn.read_all(_SMALL)).decode().strip()
+        """POST /provision/activate -> the CIK."""
+        self._call("/provision/activate", body=self._vm + "&" + form(("sn", sn)))
+        cik = self.conn.read_all(_SMALL).decode().strip()
         if len(cik) != _CIK_LEN or min(cik) <= " ":  # it goes into a header line
             raise ProtocolError("activation answer is not a CIK")
         return cik
 
     def list(self, cik, prefix=""):
-        """Content ids this device may download, keeping those starting with prefix."""
-        self._call("GET", "/provision/download?" + self._q, cik)
-        ids = []
-        for line in bytes(self.conn.read_all(_LIST)).decode().split("\n"):
-            line = line.strip()
-            if line and line.startswith(prefix):
-                ids.append(line)
-        return ids
+        """Content ids this device may download that start with prefix."""
+        self._call(self._q, cik)
+        body = self.conn.read_all(_LIST).decode().split("\n")
+        return [i.strip() for i in body if i.strip() and i.startswith(prefix)]
 
     def info(self, cik, cid):
-        """-> (content_type, size, updated, meta dict) of content cid."""
-        self._call("GET", "/provision/download?%s&id=%s&info=true" % (self._q, quote(cid)), cik)
-        parts = bytes(self.conn.read_all(_SMALL)).decode().strip().split(",", 3)
+        """-> (content type, size, updated, meta dict): meta `k=v&...` holds sha256/version."""
+        self._call("%s&id=%s&info=true" % (self._q, quote(cid)), cik)
+        parts = self.conn.read_all(_SMALL).decode().strip().split(",", 3)
+        meta = {}
         try:
-            return parts[0], int(parts[1]), int(parts[2]), parse_meta(parts[3])
+            for kv in parts[3].split("&"):
+                k, _, v = kv.partition("=")
+                if k.strip():
+                    meta[k.strip()] = v.strip()
+            return parts[0], int(parts[1]), int(parts[2]), meta
         except (IndexError, ValueError):
             raise ProtocolError("bad content info")
 
     def fetch(self, cik, cid, first, last, total, etag=None):
-        """Ask for bytes first..last (inclusive) of content cid; check the answer is exactly
-        that range of a `total`-byte content. The body is then read with conn.readinto().
-        Returns the ETag (or None)."""
+        """Ask for bytes first..last of content cid and check the answer is exactly that range
+        of a `total`-byte content; the caller then reads the body with conn.readinto().
+        -> the ETag (sent back as If-Range: a replaced content then answers 200)."""
         hdrs = [("Range", "bytes=%d-%d" % (first, last))]
         if etag:
-            hdrs.append(("If-Range", etag))  # a replaced content answers 200: we abort
-        self._call(
-            "GET", "/provision/download?%s&id=%s" % (self._q, quote(cid)), cik, hdrs, ok=206
-        )
+            hdrs.append(("If-Range", etag))
+        self._call("%s&id=%s" % (self._q, quote(cid)), cik, hdrs, ok=206)
         h = self.conn.headers
-        want = "bytes %d-%d/%d" % (first, last, total)
         n = h.get("content-length")
-        if h.get("content-range") != want or (n is not None and n != str(last - first + 1)):
+        if h.get("content-range") != "bytes %d-%d/%d" % (first, last, total) or (
+            n is not None and n != str(last - first + 1)
+        ):
             self.conn.close()
             raise ProtocolError("answer is not the range asked for")
         return h.get("etag")
 
     def report(self, cik, *pairs):
-        """Best-effort status report through the One Platform alias interface (204)."""
-        self._call("POST", "/onep:v1/stack/alias", cik, body=form(*pairs), ok=204)
+        """Status through the One Platform alias interface (204); callers ignore failures."""
+        self._call("/onep:v1/stack/alias", cik, body=form(*pairs), ok=204)

@@ -1,17 +1,19 @@
 """The persisted record: one JSON document saved atomically through the board.
 
-Keys (short, the record lives in NVS on small boards):
+Keys (short: the record lives in NVS on small boards):
   state  "unprov" | "activating" | "active" | "expired"
   cik    the device CIK or None
-  n      counters: activations, updates, rollbacks, boots
-  inst   installed content: {"id", "ver", "sha", "ts"} or None
-  j      update journal: {"id", "size", "ts", "sha", "ver", "etag", "off"} or None
+  n      counters: act(ivations), upd(ates), rb (rollbacks), boot
+  inst   installed content {"id", "ver", "sha", "ts"} or None
+  j      update journal {"id", "size", "ts", "sha", "ver", "etag", "off"} or None
   pend   applied, not yet confirmed: like inst plus "boots"
-  bad    "id:ts" of content refused (digest mismatch), not tried again until it changes
-A missing or corrupt record means unprovisioned; it never raises.
+  bad    "id:ts" of content refused or rolled back, skipped until it changes
+A missing or corrupt record means unprovisioned; load() never raises.
 """
 
 import json
+
+_STATES = ("unprov", "activating", "active", "expired")
 
 
 def new():
@@ -29,26 +31,17 @@ def new():
 def load(board):
     rec = new()
     try:
-        data = board.load()
-        got = json.loads(data) if data else None
-    except (ValueError, TypeError, OSError):  # corrupt or unreadable: start unprovisioned
+        got = json.loads(board.load() or "null")
+    except (ValueError, TypeError, OSError):  # corrupt or unreadable: unprovisioned
         got = None
-    if isinstance(got, dict) and got.get("state") in ("unprov", "activating", "active", "expired"):
+    if isinstance(got, dict) and got.get("state") in _STATES and isinstance(got.get("n"), dict):
         for k in rec:
-            if k in got:
-                rec[k] = got[k]
-        if not isinstance(rec["n"], dict):
-            rec["n"] = new()["n"]
+            rec[k] = got.get(k, rec[k])
         cik = rec["cik"]
-        if cik is not None and (not isinstance(cik, str) or len(cik) != 40):
-            rec["cik"] = None
-            rec["state"] = "unprov"
+        if cik is not None and (type(cik) is not str or len(cik) != 40):
+            rec["cik"], rec["state"] = None, "unprov"
     return rec
 
 
 def save(board, rec):
     board.save(json.dumps(rec).encode())
-
-
-def count(rec, key):
-    rec["n"][key] = rec["n"].get(key, 0) + 1

@@ -8,7 +8,7 @@ import pytest
 from agentkit import FakeBoard, FakeProvision, Reset, response
 
 from agent import store, updater
-from agent.api import Api, NotFound
+from agent.api import Api, ApiError
 from agent.http import Conn, ProtocolError
 
 BLOCK = 4096
@@ -52,7 +52,7 @@ def test_record_round_trip_and_bad_cik_dropped():
     b = FakeBoard()
     rec = store.new()
     rec.update(state="active", cik="k" * 40)
-    store.count(rec, "act")
+    rec["n"]["act"] = 1
     store.save(b, rec)
     assert store.load(b) == rec and b.saves == 1
     b.record = json.dumps(dict(rec, cik="short")).encode()
@@ -91,7 +91,8 @@ def test_pick_by_timestamp_without_versions_and_skips_bad():
 
 def test_download_verify_apply_block_aligned():
     srv, board, rec, api, data = setup(20000)
-    pend = run(srv, board, rec, api)
+    run(srv, board, rec, api)
+    pend = rec["pend"]
     assert board.installed == data
     assert ranges(srv) == ["bytes=0-8191", "bytes=8192-16383", "bytes=16384-19999"]
     assert board.writes == 5  # 4 whole blocks + the 3616-byte tail (FakeBoard asserts it)
@@ -244,5 +245,5 @@ def test_content_gone_is_not_found():
     srv, board, rec, api, _ = setup(5000)
     cand = updater.pick(api, rec["cik"], ["firmware-a"], rec)
     del srv.contents["firmware-a"]
-    with pytest.raises(NotFound):
+    with pytest.raises(ApiError, match="404"):
         updater.download(api, board, rec, cand, memoryview(bytearray(BLOCK)), lambda: 0, 8192)

@@ -1,0 +1,99 @@
+"""CONFIG.json: read, check, fill defaults. Imported by main for startup only, then dropped
+(its code would otherwise stay in a small board's heap for the whole run)."""
+
+import sys
+
+_REQ = "required"
+# key, type, default (_REQ: must be given; None: optional). Boards read their own keys
+# (state_dir, install_path, apply_cmd, wifi_*) and name them in their errors.
+_SPEC = (
+    ("server", str, _REQ),
+    ("vendor", str, _REQ),
+    ("model", str, _REQ),
+    ("sn", str, None),
+    ("board", str, "unix" if sys.implementation.name == "micropython" else "linux"),
+    ("firmware_prefix", str, "firmware"),
+    ("once", bool, False),
+    ("ca_file", str, None),
+    ("allow_unverified", bool, False),
+    ("version", str, None),
+    ("poll", int, 3600),
+    ("retry", int, 900),
+    ("timeout", int, 30),
+    ("chunk", int, 65536),
+    ("buffer", int, 4096),
+    ("max_boots", int, 3),
+    ("report", bool, True),
+    ("log", int, 1),
+)
+
+
+class BadConfig(Exception):
+    """args[0]: 'key: why', printed as one line by main."""
+
+
+def parse_url(url):
+    """'http://host:port' -> (tls, host, port); ValueError for anything else."""
+    tls = url.startswith("https://")
+    if not tls and not url.startswith("http://"):
+        raise ValueError("must start with http:// or https://")
+    rest = url[8 if tls else 7 :].rstrip("/")
+    if not rest or "/" in rest or "@" in rest:
+        raise ValueError("must be scheme://host[:port] without a path")
+    host, port = rest, 443 if tls else 80
+    i = rest.rfind(":")
+    if i > 0 and "]" not in rest[i:]:
+        host, port = rest[:i], int(rest[i + 1 :])
+    return tls, host.strip("[]"), port
+
+
+def load(path):
+    """Read and check CONFIG.json -> dict with defaults and "_url" = (tls, host, port)."""
+    import json
+
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except OSError:
+        raise BadConfig("%s: cannot be read" % path)
+    except ValueError:
+        raise BadConfig("%s: not valid JSON" % path)
+    if not isinstance(cfg, dict):
+        raise BadConfig("%s: must be a JSON object" % path)
+    for key, typ, default in _SPEC:
+        v = cfg.get(key)
+        if v is None:
+            if default is _REQ:
+                raise BadConfig(key + ": missing")
+            cfg[key] = default
+        elif type(v) is not typ or (typ is str and not v):
+            raise BadConfig(
+                "%s: must be a %s" % (key, "non-empty string" if typ is str else typ.__name__)
+            )
+        elif typ is int and v <= 0:
+            raise BadConfig(key + ": must be positive")
+    try:
+        cfg["_url"] = parse_url(cfg["server"])
+    except ValueError as e:
+        raise BadConfig("server: %s" % e)
+    if cfg["_url"][0] and not cfg["ca_file"] and sys.implementation.name == "micropython":
+        raise BadConfig("ca_file: required for https under MicroPython")
+    if cfg["chunk"] % cfg["buffer"]:
+        raise BadConfig("chunk: must be a multiple of buffer")
+    return cfg
+
+
+def board(cfg, mod):
+    """mod.Board(cfg) (main imported the board module), with the board-dependent checks."""
+    try:
+        b = mod.Board(cfg)
+    except (ValueError, OSError) as e:
+        raise BadConfig(str(e.args[-1] if e.args else e))
+    if cfg["buffer"] % b.block:
+        raise BadConfig("buffer: must be a multiple of the board block (%d)" % b.block)
+    if not cfg["sn"]:
+        try:
+            cfg["sn"] = b.unique_id()
+        except OSError as e:
+            raise BadConfig(str(e.args[-1] if e.args else e))
+    return b
