@@ -321,3 +321,139 @@ def test_identity_and_clock(hw):
         "246f28a1b2c3",
         "int",
     ]
+
+
+# -- scenarios: the agent (`micropython -m agent`) on the fake ESP32 against the real server ---
+
+from fakes.hwkit import Fleet, run_esp32_agent  # noqa: E402
+
+
+@pytest.fixture
+def fleet(server):
+    f = Fleet(server, server.add_vendor())
+    yield f
+    f.s.close()
+
+
+def record(hw):
+    """The agent's record as the board stores it (the newest valid NVS generation)."""
+    r = run_mp(hw, HEAD + "import json\nd = b.load()\nprint(d.decode() if d else 'null')")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def no_secret(r, cik):
+    assert cik not in r.stdout + r.stderr
+
+
+def test_scenario_first_activation(fleet, tmp_path, hw):
+    sn = fleet.sn("esp-a")
+    cfg = fleet.config(tmp_path / "c.json", sn, "esp32")
+    r = run_esp32_agent(hw, cfg)
+    assert r.returncode == 0, r.stderr
+    rec = record(hw)
+    assert rec["state"] == "active" and len(rec["cik"]) == 40
+    assert fleet.status(sn) == "activated"
+    assert "wlan connect lab" in events(hw)
+    no_secret(r, rec["cik"])
+    assert run_esp32_agent(hw, cfg).returncode == 0  # restart with the stored CIK
+    assert record(hw)["cik"] == rec["cik"] and record(hw)["n"]["act"] == 1
+
+
+def test_scenario_update_applied_then_confirmed(fleet, tmp_path, hw):
+    sn = fleet.sn("esp-u")
+    image = app_image(40000, b"v2")
+    fleet.content("firmware-2", image, "2")
+    cfg = fleet.config(tmp_path / "c.json", sn, "esp32")
+    r = run_esp32_agent(hw, cfg)
+    assert r.returncode == 3, r.stderr  # applied, then machine.reset()
+    assert "set_boot ota_1" in events(hw) and events(hw)[-1] == "reset"
+    assert flash(hw, "ota_1")[: len(image)] == image
+    r = run_esp32_agent(hw, cfg)  # the new image boots, reaches the server, confirms
+    assert r.returncode == 0, r.stderr
+    assert running(hw) == "ota_1" and "confirm ota_1" in events(hw)
+    rec = record(hw)
+    assert rec["inst"]["ver"] == "2" and rec["pend"] is None
+    assert run_esp32_agent(hw, cfg).returncode == 0
+    assert running(hw) == "ota_1"
+
+
+def _apply_then_fail_once(fleet, tmp_path, hw, sn, **kw):
+    fleet.content("firmware-2", app_image(30000, b"bad"), "2")
+    cfg = fleet.config(tmp_path / "c.json", sn, "esp32", max_boots=1, **kw)
+    assert run_esp32_agent(hw, cfg).returncode == 3
+    # the new image comes up but never reaches the server: no confirmation
+    dead = fleet.config(tmp_path / "dead.json", sn, "esp32", max_boots=1, **kw)
+    dead.write_text(dead.read_text().replace(fleet.server.url, "http://127.0.0.1:9"))
+    r = run_esp32_agent(hw, dead)
+    assert r.returncode == 1 and running(hw) == "ota_1", r.stderr
+    return cfg
+
+
+def test_scenario_unhealthy_update_rolled_back_by_bootloader(fleet, tmp_path, hw):
+    sn = fleet.sn("esp-r")
+    cfg = _apply_then_fail_once(fleet, tmp_path, hw, sn)
+    r = run_esp32_agent(hw, cfg)  # reset before confirmation: the old image boots
+    assert r.returncode == 0, r.stderr
+    assert running(hw) == "ota_0" and "rollback ota_1 aborted" in events(hw)
+    rec = record(hw)
+    assert rec["pend"] is None and rec["inst"]["ver"] == "1" and rec["n"]["rb"] == 1
+    assert run_esp32_agent(hw, cfg).returncode == 0  # the bad image is not taken again
+    assert running(hw) == "ota_0"
+
+
+def test_scenario_unhealthy_update_rolled_back_by_agent(fleet, tmp_path):
+    # a firmware without bootloader rollback: the agent's own boot count sends it back
+    hw = make_hw(tmp_path, rollback=False)
+    sn = fleet.sn("esp-n")
+    cfg = _apply_then_fail_once(fleet, tmp_path, hw, sn)
+    r = run_esp32_agent(hw, cfg)  # second unconfirmed start: slot_rollback() -> set_boot(ota_0)
+    assert r.returncode == 0, r.stderr
+    assert events(hw).count("set_boot ota_0") == 1
+    assert run_esp32_agent(hw, cfg).returncode == 0
+    assert running(hw) == "ota_0" and record(hw)["inst"]["ver"] == "1"
+
+
+def test_scenario_power_cut_during_storage_saves(fleet, tmp_path):
+    """A cut at each NVS commit of the first activation, in turn: after any cut the record is
+    the old or the new one, and restarts (with the operator's regenerate when the CIK was
+    lost, as the spec README says) end active."""
+    k = 0
+    while True:
+        k += 1
+        assert k < 20
+        hw = make_hw(tmp_path / f"k{k}")
+        sn = fleet.sn(f"esp-cut{k}")
+        cfg = fleet.config(tmp_path / f"c{k}.json", sn, "esp32")
+        arm(hw, k, "before", match="nvs commit r")
+        r = run_esp32_agent(hw, cfg)
+        if r.returncode != 137:
+            assert r.returncode == 0, r.stderr
+            break
+        rec = record(hw)
+        assert rec is None or rec["state"] in ("unprov", "activating", "active")
+        for _ in range(3):
+            r = run_esp32_agent(hw, cfg)
+            if r.returncode == 4:  # activated, CIK not stored: regenerate
+                fleet.regenerate(sn)
+                continue
+            break
+        assert r.returncode == 0, r.stderr
+        assert record(hw)["state"] == "active"
+    assert k > 3  # several saves were cut
+
+
+def test_scenario_resume_after_reset_mid_download(fleet, tmp_path, hw):
+    sn = fleet.sn("esp-d")
+    image = app_image(60000, b"resume")
+    fleet.content("firmware-3", image, "3")
+    cfg = fleet.config(tmp_path / "c.json", sn, "esp32")
+    arm(hw, 9, "torn", match="write ota_1")  # mid-way through the third 16 KiB range
+    r = run_esp32_agent(hw, cfg)
+    assert r.returncode == 137, r.stderr
+    r = run_esp32_agent(hw, cfg)
+    assert r.returncode == 3, r.stderr
+    resumed = [ln for ln in r.stderr.splitlines() if "resuming firmware-3 at" in ln]
+    assert resumed and int(resumed[0].split(" at ")[1].split()[0]) >= 16384
+    assert flash(hw, "ota_1")[: len(image)] == image
+    assert run_esp32_agent(hw, cfg).returncode == 0
+    assert running(hw) == "ota_1" and record(hw)["inst"]["ver"] == "3"

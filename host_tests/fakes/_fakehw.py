@@ -12,7 +12,8 @@ CONFIG.json on the command line); everything a fake persists lives there:
   wlan.json        network behaviour: {"chip": "esp32"|"cyw43", "networks": {ssid: pw},
                    "join_ms": n, "dhcp_ms": n}
   machine.json     {"unique_id": "<hex>"}
-  power.json       an armed power cut: {"at": n, "mode": "before"|"after"|"torn"}
+  power.json       an armed power cut: {"at": n, "mode": "before"|"after"|"torn",
+                   "match": "label prefix"} (count only operations whose label starts so)
   events.log       one line per boot, set_boot, confirm, reset and power cut
 
 A power cut is counted in persistent operations (NVS set/commit of one key, flash erase or
@@ -58,6 +59,7 @@ def _find_dir():
 DIR = _find_dir()
 
 _ops = 0
+_matched = 0
 _dead = False
 _armed = None
 
@@ -99,26 +101,30 @@ def log(line):
         f.write(line + "\n")
 
 
-def arm(at, mode="before"):
-    """Cut the power at the `at`-th persistent operation from now (1 = the next one)."""
+def arm(at, mode="before", match=""):
+    """Cut the power at the `at`-th persistent operation from now (1 = the next one) whose
+    label starts with `match`."""
     global _armed
-    _armed = (_ops + at, _MODES[mode])
+    _armed = (_matched + at, _MODES[mode], match)
 
 
 def _load_armed():
     global _armed
     cfg = read_json("power.json")
     if cfg:
-        _armed = (int(cfg["at"]), _MODES[cfg.get("mode", "before")])
+        _armed = (int(cfg["at"]), _MODES[cfg.get("mode", "before")], cfg.get("match", ""))
 
 
 def op(what):
     """Called before every persistent operation; returns OK or one of the CUT_* modes."""
-    global _ops, _dead
+    global _ops, _matched, _dead
     if _dead:
         raise PowerCut(137)
     _ops += 1
-    if _armed is None or _ops != _armed[0]:
+    if _armed is None or not what.startswith(_armed[2]):
+        return OK
+    _matched += 1
+    if _matched != _armed[0]:
         return OK
     _dead = True
     try:

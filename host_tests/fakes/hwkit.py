@@ -84,12 +84,174 @@ def running(hw):
     return (Path(hw) / "running").read_text()
 
 
-def arm(hw, at, mode="before"):
-    """Cut the power at persistent operation `at` (1-based) of the next boot."""
-    (Path(hw) / "power.json").write_text(json.dumps({"at": at, "mode": mode}))
+def arm(hw, at, mode="before", match=""):
+    """Cut the power at persistent operation `at` (1-based) of the next boot, counting only
+    operations whose label starts with `match` ("nvs commit", "write ota_1", ...)."""
+    cfg = {"at": at, "mode": mode, "match": match}
+    (Path(hw) / "power.json").write_text(json.dumps(cfg))
 
 
 def app_image(size, tag=b"v"):
     """An ESP32 app image: 0xe9 magic, then a pattern that differs per tag."""
     body = (tag * (size // len(tag) + 1))[: size - 1]
     return b"\xe9" + body
+
+
+# -- the agent on a fake board against the real server ----------------------------------------
+
+
+class Fleet:
+    """Management calls for the board scenarios: one vendor, one fresh model."""
+
+    _n = [0]
+
+    def __init__(self, server, vendor):
+        self.server, self.vendor = server, vendor
+        self.s = server.session(cik=vendor["cik"])
+        Fleet._n[0] += 1
+        self.model = f"board{os.getpid()}x{Fleet._n[0]}"
+        data = {"model": self.model, "code": "tmpl"}
+        self.ok(self.s.post("/provision/manage/model/", data=data))
+
+    @staticmethod
+    def ok(r, codes=(200, 204, 205)):
+        assert r.status_code in codes, (r.status_code, r.text)
+        return r
+
+    def sn(self, sn):
+        self.ok(self.s.post(f"/provision/manage/model/{self.model}/", data={"sn": sn}))
+        self.enable(sn)
+        return sn
+
+    def enable(self, sn):
+        data = {"enable": "true", "owner": self.vendor["rid"]}
+        self.ok(self.s.post(f"/provision/manage/model/{self.model}/{sn}", data=data))
+
+    def regenerate(self, sn):  # a new CIK, the window opens again
+        url = f"/provision/manage/model/{self.model}/{sn}"
+        self.ok(self.s.post(url, data={"enable": "true"}))
+
+    def status(self, sn):
+        return self.ok(self.s.get(f"/provision/manage/model/{self.model}/{sn}")).text.split(",")[0]
+
+    def content(self, cid, data, version):
+        import hashlib
+
+        url = f"/provision/manage/content/{self.model}/"
+        meta = f"sha256={hashlib.sha256(data).hexdigest()}&version={version}"
+        self.ok(self.s.post(url, data={"id": cid, "meta": meta}))
+        hdrs = {"Content-Type": "application/octet-stream"}
+        self.ok(self.s.post(url + cid, data=data, headers=hdrs))
+
+    def config(self, path, sn, board, **kw):
+        cfg = {
+            "server": self.server.url,
+            "vendor": self.vendor["vendor"],
+            "model": self.model,
+            "sn": sn,
+            "board": board,
+            "wifi_ssid": "lab",
+            "wifi_password": "pw-lab",
+            "once": True,
+            "version": "1",
+            "chunk": 16384,
+            "timeout": 10,
+        }
+        cfg.update(kw)
+        Path(path).write_text(json.dumps(cfg))
+        return Path(path)
+
+
+def run_esp32_agent(hw, config, timeout=60):
+    """One boot of a fake ESP32 running `micropython -m agent CONFIG` (boards/esp32.py)."""
+    return subprocess.run(
+        [MICROPYTHON, "-m", "agent", str(config)],
+        env=mp_env(hw),
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+FACTORY_APP = """
+# the factory application in /lib: boards/rp2_app.py, optionally behind a power-cut harness
+import os
+cut = os.getenv("EXOPROV_CUT")
+if cut:
+    import boards.rp2 as R
+    AT, MATCH = int(cut.split()[0]), cut.split()[1]
+    n = [0]
+    real_open, real_os = open, R.os
+
+    def tick(what):
+        if what.startswith(MATCH):
+            n[0] += 1
+            if n[0] == AT:
+                raise SystemExit(137)
+
+    class F:
+        def __init__(self, f, name):
+            self.f, self.name = f, name
+        def write(self, data):
+            tick("write " + self.name)
+            return self.f.write(data)
+        def flush(self):
+            self.f.flush()
+        def seek(self, *a):
+            return self.f.seek(*a)
+        def readinto(self, b):
+            return self.f.readinto(b)
+        def read(self, *a):
+            return self.f.read(*a)
+        def close(self):
+            self.f.close()
+        def __enter__(self):
+            return self
+        def __exit__(self, *a):
+            self.f.close()
+
+    class OS:
+        def rename(self, a, b):
+            tick("rename " + b.split("/")[-1])
+            real_os.rename(a, b)
+        def __getattr__(self, name):
+            return getattr(real_os, name)
+
+    def cut_open(p, m="r"):
+        f = real_open(p, m)
+        return F(f, p.split("/")[-1]) if ("w" in m or "+" in m) else f
+
+    R.open = cut_open
+    R.os = OS()
+
+from boards.rp2_app import main
+"""
+
+
+def rp2_device(tmp):
+    """-> (hw, fs root, factory dir) for a fake Pico W."""
+    hw = make_hw(tmp, chip="cyw43")
+    fs = Path(tmp) / "fs"
+    fs.mkdir(exist_ok=True)
+    factory = Path(tmp) / "factory"
+    factory.mkdir(exist_ok=True)
+    (factory / "app.py").write_text(FACTORY_APP)
+    return hw, fs, factory
+
+
+def run_rp2_main(dev, config, cut=None, timeout=60):
+    """One start of a fake Pico W: main.py (boards/rp2_boot.py), bundles or the factory app."""
+    hw, fs, factory = dev
+    env = mp_env(hw, (factory,))
+    env.update(EXOPROV_ROOT=str(fs), EXOPROV_CONFIG=str(config))
+    if cut:
+        env["EXOPROV_CUT"] = cut
+    return subprocess.run(
+        [MICROPYTHON, str(ROOT / "boards" / "rp2_boot.py")],
+        env=env,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
