@@ -253,3 +253,15 @@ def test_sn_in_range_sees_content(vclient):
     assert vclient.get(base, params={"sn": "0100"}).status_code == 400
     add_sn(vclient, model, "listed")
     assert lines(vclient.get(base, params={"sn": "listed"})) == ["pub"]
+
+
+def test_last_modified_names_one_upload(vclient):
+    model = new_model(vclient)
+    add_content(vclient, model, "c", b"first")
+    url = f"/provision/manage/content/{model}/c"
+    q = {"download": "true"}
+    first = vclient.get(url, params=q).headers["Last-Modified"]
+    vclient.post(url, data=b"second", headers={"Content-Type": "text/plain"})
+    r = vclient.get(url, params=q, headers={"Range": "bytes=0-1", "If-Range": first})
+    assert r.status_code == 200 and r.content == b"second"
+    assert r.headers["Last-Modified"] != first

@@ -189,6 +189,11 @@ BODIES = [
     ("application/javascript", b'{"ranges": [1, "x", null]}'),
     ("application/javascript", b'{"ranges":[{"format":"base10","first":1e400,"last":2}]}'),
     ("application/javascript", b"[" * 100000),
+    ("application/javascript", b"[" * 60000),
+    (
+        "application/javascript",
+        b'{"ranges":[{"format":"base10","first":1' + b"0" * 5000 + b',"last":2}]}',
+    ),
     ("application/json", b"\xff"),
     ("multipart/form-data; boundary=x", b"--x--"),
     ("", b"\x00" * 10),
@@ -212,6 +217,22 @@ def test_malformed_input_sweep_has_no_5xx(server, vendor, vclient):
     for data in RAW:
         status, buf = raw_request(server, data)
         check(status, data[:60], buf)
+    for header in (
+        b"X-Exosite-Vendor",
+        b"X-Exosite-CIK",
+        b"X-Exosite-Token",
+        b"Range",
+        b"If-Range",
+    ):
+        for value in (b"\xff\xfe", b"\xc3", b"a\x7fb", b"%ff"):
+            for path in (
+                f"/provision/manage/model/{model}/s",
+                f"/provision/manage/content/{model}/keep?download=true",
+            ):
+                req = f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Exosite-CIK: {vendor['cik']}\r\n"
+                req = req.encode() + header + b": " + value + b"\r\n\r\n"
+                status, buf = raw_request(server, req)
+                check(status, (header, value, path), buf)
     for path in PATHS:
         path = path.replace("/M/", f"/{model}/")
         for method in ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE"):

@@ -84,6 +84,10 @@ def model(store, request, caller, name, shared_ok=False):
     if owner_name is not None and owner_name != caller.name:
         if not shared_ok:
             raise ApiError(403, "shared access does not cover this procedure")
+        try:
+            check_name(owner_name, "vendor")
+        except ApiError:
+            raise ApiError(403, "model not shared with this vendor")
         owner = store.vendor_by_name(owner_name)
         row = store.model(owner[1], name) if owner is not None else None
         if row is None or not store.is_shared(row[0], caller.name):

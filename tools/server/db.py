@@ -531,13 +531,17 @@ class Store:
             raise Duplicate(cid)
 
     def set_blob(self, model_id, cid, blob, ctype, size, updated):
-        """Point the content at a new blob; returns the old blob name, or False if gone."""
+        """Point the content at a new blob; returns the old blob name, or False if gone.
+
+        `updated` moves forward at least one second per upload, so that Last-Modified
+        names one upload and can serve as an If-Range validator."""
         with self.tx():
             row = self._one(
-                "SELECT blob FROM content WHERE model_id = ? AND cid = ?", model_id, cid
+                "SELECT blob, updated FROM content WHERE model_id = ? AND cid = ?", model_id, cid
             )
             if row is None:
                 return False
+            updated = max(updated, row[1] + 1)
             self._run(
                 "UPDATE content SET blob = ?, ctype = ?, size = ?, updated = ? "
                 "WHERE model_id = ? AND cid = ?",

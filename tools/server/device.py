@@ -42,6 +42,8 @@ def _activate(srv, form, conn):
     if not row[2]:
         _refuse(srv, model[0], sn, conn, "not enabled")
     client = store.client(row[2])
+    if client is None:
+        _refuse(srv, model[0], sn, conn, "not enabled")
     status = srv.status(client[3], client[4])
     if client[3] == "activated":
         _refuse(srv, model[0], sn, conn, "already activated")

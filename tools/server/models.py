@@ -207,7 +207,7 @@ def _add_pairs(srv, model, pairs):
 def _read_ranges(body):
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ApiError(400, "malformed JSON")
     return ranges.parse_ranges(doc)
 
