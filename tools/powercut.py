@@ -35,6 +35,7 @@ CHUNK = 65536
 RC_OK, RC_FAIL, RC_RESET, RC_EXPIRED = 0, 1, 3, 4
 CUT_RCS = (77, -9, 137)  # os._exit(77) on CPython; SIGKILL under MicroPython
 MAX_STARTS = 8
+ESP32_APP = 512 * 1024  # each fake OTA partition
 
 
 class Flavour:
@@ -58,12 +59,30 @@ class Flavour:
             "log": 1,
         }
         if self.board == "esp32":
-            cfg["fake_dir"] = str(d / "flash")
+            cfg.update(fake_dir=str(d / "hw"), wifi_ssid="lab", wifi_password="pw-lab")
         return cfg
 
-    def inspect(self, d, cfgpath):
-        """-> (stored record dict or None, sha256 of the image the device would boot)."""
-        if self.board in ("linux", "unix"):
+    def env(self, d):
+        env = dict(os.environ)
+        if self.board == "esp32":
+            env["EXOPROV_FAKE_HW"] = str(d / "hw")
+        return env
+
+    def install_old(self, d, old):
+        """A device that runs `old` before the update."""
+        if self.board != "esp32":
+            (d / "installed.bin").write_bytes(old)
+            return
+        sys.path.insert(0, str(ROOT / "host_tests" / "fakes"))
+        import hwkit
+
+        hw = hwkit.make_hw(d, app_size=ESP32_APP)
+        (hw / "ota_0.bin").write_bytes(old + b"\xff" * (ESP32_APP - len(old)))
+        (hw / "ota_1.bin").write_bytes(b"\xff" * ESP32_APP)
+
+    def inspect(self, d, cfgpath, size):
+        """-> (stored record dict or None, sha256 of the image the device boots next)."""
+        if self.board != "esp32":
             try:
                 rec = json.loads((d / "state" / "state.json").read_bytes())
             except (OSError, ValueError):
@@ -73,26 +92,19 @@ class Flavour:
             except OSError:
                 sha = None
             return rec, sha
+        # on a copy: the fake bootloader that decides what boots runs at import and writes
+        copy = d / "inspect"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(d / "hw", copy)
+        env = dict(os.environ, EXOPROV_FAKE_HW=str(copy))
         out = subprocess.run(
-            [*self.cmd, "tools/faults/cutinspect.py", str(cfgpath)],
-            cwd=ROOT, capture_output=True, text=True, timeout=60,
+            [*self.cmd, "tools/faults/cutinspect.py", str(cfgpath), str(size)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         if out.returncode:
             raise RuntimeError(f"inspect failed: {out.stderr[-800:]}")
         got = json.loads(out.stdout.strip().splitlines()[-1])
         return got["record"], got["sha"]
-
-    def install_old(self, d, old, cfgpath):
-        if self.board in ("linux", "unix"):
-            (d / "installed.bin").write_bytes(old)
-            return
-        (d / "old.bin").write_bytes(old)
-        out = subprocess.run(
-            [*self.cmd, "tools/faults/cutinspect.py", str(cfgpath), str(d / "old.bin")],
-            cwd=ROOT, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        if out.returncode:
-            raise RuntimeError(f"install of the old image failed: {out.stderr[-800:]}")
 
 
 def flavours(which):
@@ -115,12 +127,13 @@ class Device:
         self.srv.enable(SN)
         self.new = self.srv.add_content("firmware-2", new, version=2)
         self.old_sha = hashlib.sha256(old).hexdigest()
+        self.size = len(new)
         self.cfgpath = self.d / "config.json"
         self.cfgpath.write_text(json.dumps(fl.config(self.d, self.srv.url)))
         self.events = self.d / "events.txt"
         self.events.write_text("")
         self.starts = 0
-        fl.install_old(self.d, old, self.cfgpath)
+        fl.install_old(self.d, old)
 
     def close(self):
         self.srv.stop()
@@ -133,13 +146,15 @@ class Device:
         self.starts += 1
         cmd = [*self.fl.cmd, "tools/faults/cutlaunch.py", str(self.cfgpath), str(cut), mode]
         cmd.append(str(self.events))
-        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            cmd, cwd=ROOT, env=self.fl.env(self.d), capture_output=True, text=True, timeout=120
+        )
         self.last_err = p.stderr
         return p.returncode
 
     def check(self):
         """Invariants after any start; -> problem text or None."""
-        rec, sha = self.fl.inspect(self.d, self.cfgpath)
+        rec, sha = self.fl.inspect(self.d, self.cfgpath, self.size)
         if sha not in (self.old_sha, self.new.sha256):
             return f"installed image is neither old nor new (sha {sha})"
         cik = rec.get("cik") if isinstance(rec, dict) else None
@@ -204,7 +219,7 @@ def survive(fl, old, new, k, mode, base_fetched):
         problem = run_flow(dev, k, mode)
         if problem:
             return problem
-        rec, sha = fl.inspect(dev.d, dev.cfgpath)
+        rec, sha = fl.inspect(dev.d, dev.cfgpath, dev.size)
         if sha != dev.new.sha256:
             return "the new image is not installed at the end"
         inst = (rec or {}).get("inst") or {}
@@ -230,7 +245,8 @@ def pick_sample(points, n):
 
 
 def run(which="both", size=256 * 1024, sample=None, log=print):
-    old, new = image(size, seed=1), image(size, seed=2)
+    # app images: the ESP32 bootloader (and its fake) boots only an image starting with 0xe9
+    old, new = b"\xe9" + image(size - 1, seed=1), b"\xe9" + image(size - 1, seed=2)
     total = ok = 0
     failures = []
     for fl in flavours(which):

@@ -90,14 +90,9 @@ class Cutter:
 
 def main(argv):
     cfg, cut, mode, events = argv[0], int(argv[1]), argv[2], argv[3]
-    import agent.main as m
+    from tools.faults.hook import wrap_board
 
-    build = m._board
-
-    def wrapped(c):
-        return Cutter(build(c), cut, mode, events)
-
-    m._board = wrapped
+    m = wrap_board(lambda board: Cutter(board, cut, mode, events))
     return m.main([cfg])
 
 

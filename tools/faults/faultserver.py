@@ -24,7 +24,11 @@ normally. Actions (tuples or plain strings):
     ("more", n)               a range n bytes longer than asked, headers consistent
     ("overrun", n)            the asked range, then n stray bytes after the declared body
     ("replace", seed)         the content is replaced (new bytes, timestamp, digest) first
+    ("corrupt", i)            the answer as asked, with body byte i flipped
     ("raw", b"...")           these exact bytes, then close
+
+Blobs carry a strong ETag and honour If-Range (a stale validator gets the whole blob, 200),
+as the real server does.
 
 Every request is logged in `srv.log` as a `Req` (kind, range asked, status, body bytes sent).
 """
@@ -52,6 +56,10 @@ class Content:
         self.data = bytes(data)
         self.updated = updated or int(time.time())
         self.sha256 = hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def etag(self):
+        return '"%s"' % self.sha256[:32]
 
     @property
     def meta(self):
@@ -287,11 +295,13 @@ class FaultServer:
             return 404, b"no such content\n", {}
         if kind == "info":
             return 200, c.info().encode(), {"Content-Type": "text/csv; charset=utf-8"}
-        return self._blob(c, headers.get("range"), name, arg)
+        return self._blob(c, headers.get("range"), headers.get("if-range"), name, arg)
 
-    def _blob(self, c, rng, name, arg):
+    def _blob(self, c, rng, if_range, name, arg):
         data, total = c.data, len(c.data)
-        extra = {"Content-Type": c.ctype, "Accept-Ranges": "bytes"}
+        extra = {"Content-Type": c.ctype, "Accept-Ranges": "bytes", "ETag": c.etag}
+        if if_range is not None and if_range != c.etag:
+            rng = None  # RFC 9110 13.1.5: a stale validator gets the whole representation
         if not rng or name == "range200":
             return 200, data, extra
         spec = rng.split("=", 1)[1]
@@ -314,6 +324,10 @@ class FaultServer:
             last = min(total - 1, last + arg)
             shown = (first, last, total)
         payload = data[first : last + 1]
+        if name == "corrupt":
+            payload = bytearray(payload)
+            payload[arg] ^= 0xFF
+            payload = bytes(payload)
         if name == "cr_raw":
             extra["Content-Range"] = arg
         else:
@@ -345,7 +359,7 @@ class FaultServer:
         req.sent = len(payload)
 
     def _trickle(self, conn, req, data, bps):
-        step = max(1, bps // 10)
+        step = max(1, int(bps // 10))  # bps may be below 1: one byte every 1/bps seconds
         for i in range(0, len(data), step):
             if self._stop.wait(step / bps):
                 raise _Close()
