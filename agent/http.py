@@ -124,7 +124,9 @@ class Conn:
         """Send one request, read the status line and headers; -> status.
         A GET on a kept-alive connection the server had closed is sent once more on a fresh
         one; a POST always goes on a fresh connection, so it is never sent twice."""
-        if self._s and (method != "GET" or not self._keep or self._left or self._chunked):
+        if self._s is not None and (
+            method != "GET" or not self._keep or self._left or self._chunked
+        ):
             self.close()
         host = self.host
         if self.port != (443 if self.tls else 80):
@@ -254,8 +256,11 @@ class Conn:
             raise
 
     def at_end(self):
-        """Is the body completely read? (Consumes the final chunk of a chunked body.)"""
-        return not self._left and (not self._chunked or not self.readinto(bytearray(1)))
+        """Is the body completely read? Reads what is needed to know: the last chunk of a
+        chunked body, or the close of a body delimited by it."""
+        if self._left > 0:
+            return False
+        return (not self._left and not self._chunked) or not self.readinto(bytearray(1))
 
     def read_all(self, cap):
         """The rest of the body as a bytearray; ProtocolError past cap bytes."""

@@ -227,3 +227,15 @@ def test_1xx_204_and_headers_case_insensitive():
     c, _ = conn(b"HTTP/1.1 204 No Content\r\nETAG: x\r\n\r\n" + response(200, b"ok"))
     assert c.request("GET", "/") == 204 and c.headers == {"etag": "x"}
     assert c.request("GET", "/") == 200 and bytes(c.read_all(10)) == b"ok"
+
+
+def test_range_body_delimited_by_close():
+    data = b"z" * 100
+    raw = b"HTTP/1.1 206 X\r\nContent-Range: bytes 0-99/100\r\n\r\n" + data
+    a, net = api(raw)
+    a.fetch(CIK, "fw", 0, 99, 100)
+    buf = bytearray(100)
+    assert a.conn.readinto(memoryview(buf)) == 100 and a.conn.at_end()
+    a, net = api(raw + b"extra")
+    a.fetch(CIK, "fw", 0, 99, 100)
+    assert a.conn.readinto(memoryview(buf)) == 100 and not a.conn.at_end()
