@@ -5,6 +5,8 @@ EXOPROV_ROOT pointing at it. Power cuts during a save are injected by wrapping t
 `open` and `os` (the real board has no hook: LittleFS itself is the thing being modelled).
 """
 
+import json
+
 import pytest
 from fakes.hwkit import ROOT, make_hw, out, run_mp
 
@@ -381,3 +383,148 @@ except OSError as e:
 
 def test_identity(dev):
     assert out(boot(dev, "print(json.dumps(b.unique_id()))")) == "e6614c311b4d2a2f"
+
+
+# -- scenarios: main.py -> factory app / bundle -> agent on the fake Pico W, real server --------
+
+from fakes.hwkit import Fleet, rp2_device, run_rp2_main  # noqa: E402
+
+BUNDLE_APP = """
+print("bundle %s starting")
+%s
+def main():
+    from boards.rp2_app import main as run
+    return run()
+"""
+
+
+@pytest.fixture
+def fleet(server):
+    f = Fleet(server, server.add_vendor())
+    yield f
+    f.s.close()
+
+
+@pytest.fixture
+def pico(tmp_path):
+    return rp2_device(tmp_path)
+
+
+def record(pico):
+    path = pico[1] / "exoprov.rec"
+    return json.loads(path.read_bytes()[16:]) if path.exists() else None
+
+
+def app_bundle(tag, extra=""):
+    return make_bundle([("app.py", (BUNDLE_APP % (tag, extra)).encode())])
+
+
+def pico_ptr(pico):
+    return (pico[1] / "app.ptr").read_text().split()
+
+
+def test_scenario_first_activation(fleet, tmp_path, pico):
+    sn = fleet.sn("pico-a")
+    cfg = fleet.config(tmp_path / "c.json", sn, "rp2", state_dir=str(pico[1]))
+    r = run_rp2_main(pico, cfg)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rec = record(pico)
+    assert rec["state"] == "active" and len(rec["cik"]) == 40
+    assert fleet.status(sn) == "activated"
+    assert rec["cik"] not in r.stdout + r.stderr
+    assert run_rp2_main(pico, cfg).returncode == 0
+    assert record(pico)["cik"] == rec["cik"]
+
+
+def test_scenario_update_applied_then_confirmed(fleet, tmp_path, pico):
+    sn = fleet.sn("pico-u")
+    fleet.content("firmware-2", app_bundle("v2"), "2")
+    cfg = fleet.config(tmp_path / "c.json", sn, "rp2", state_dir=str(pico[1]))
+    r = run_rp2_main(pico, cfg)
+    assert r.returncode == 3, r.stdout + r.stderr  # applied, reset
+    assert pico_ptr(pico) == ["app_a", "-", "new"]
+    r = run_rp2_main(pico, cfg)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "bundle v2 starting" in r.stdout and "update firmware-2 confirmed" in r.stderr
+    assert pico_ptr(pico) == ["app_a", "-", "ok"]
+    assert record(pico)["inst"]["ver"] == "2"
+    r = run_rp2_main(pico, cfg)
+    assert r.returncode == 0 and "bundle v2 starting" in r.stdout
+
+
+def test_scenario_bundle_that_fails_to_start_rolled_back(fleet, tmp_path, pico):
+    sn = fleet.sn("pico-f")
+    fleet.content("firmware-2", app_bundle("v2", "import no_such_module"), "2")
+    cfg = fleet.config(tmp_path / "c.json", sn, "rp2", state_dir=str(pico[1]), max_boots=1)
+    assert run_rp2_main(pico, cfg).returncode == 3
+    r = run_rp2_main(pico, cfg)  # main.py falls back to the factory application at once
+    assert "failed to start: back to -" in r.stdout
+    assert pico_ptr(pico) == ["-", "app_a", "failed"]
+    for _ in range(3):  # the agent books the rollback and stays on the old application
+        r = run_rp2_main(pico, cfg)
+        if r.returncode == 0:
+            break
+    assert r.returncode == 0, r.stdout + r.stderr
+    rec = record(pico)
+    assert rec["pend"] is None and rec["inst"]["ver"] == "1" and rec["n"]["rb"] == 1
+    assert "bundle v2 starting" not in run_rp2_main(pico, cfg).stdout
+
+
+def test_scenario_unhealthy_update_rolled_back(fleet, tmp_path, pico):
+    sn = fleet.sn("pico-h")
+    fleet.content("firmware-2", app_bundle("v2"), "2")
+    cfg = fleet.config(tmp_path / "c.json", sn, "rp2", state_dir=str(pico[1]), max_boots=1)
+    assert run_rp2_main(pico, cfg).returncode == 3
+    dead = tmp_path / "dead.json"
+    dead.write_text(cfg.read_text().replace(fleet.server.url, "http://127.0.0.1:9"))
+    r = run_rp2_main(pico, dead)  # the new bundle starts but never reaches the server
+    assert r.returncode == 1 and "bundle v2 starting" in r.stdout
+    assert pico_ptr(pico) == ["app_a", "-", "trying"]
+    r = run_rp2_main(pico, cfg)  # reset before confirmation: main.py goes back
+    assert "was not confirmed: back to -" in r.stdout and "bundle v2" not in r.stdout
+    assert r.returncode == 0, r.stdout + r.stderr
+    rec = record(pico)
+    assert rec["pend"] is None and rec["inst"]["ver"] == "1"
+
+
+def test_scenario_power_cut_during_storage_saves(fleet, tmp_path):
+    k = 0
+    while True:
+        k += 1
+        assert k < 20
+        pico = rp2_device(tmp_path / f"k{k}")
+        sn = fleet.sn(f"pico-cut{k}")
+        cfg = fleet.config(tmp_path / f"c{k}.json", sn, "rp2", state_dir=str(pico[1]))
+        r = run_rp2_main(pico, cfg, cut=f"{k} rename")  # cut at the k-th record rename
+        if r.returncode != 137:
+            assert r.returncode == 0, r.stdout + r.stderr
+            break
+        rec = record(pico)
+        assert rec is None or rec["state"] in ("unprov", "activating", "active")
+        for _ in range(3):
+            r = run_rp2_main(pico, cfg)
+            if r.returncode == 4:
+                fleet.regenerate(sn)
+                continue
+            break
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert record(pico)["state"] == "active"
+    assert k > 3
+
+
+def test_scenario_resume_after_reset_mid_download(fleet, tmp_path, pico):
+    sn = fleet.sn("pico-d")
+    data = make_bundle(
+        [("app.py", (BUNDLE_APP % ("v3", "")).encode()), ("blob.bin", bytes(range(256)) * 200)]
+    )
+    fleet.content("firmware-3", data, "3")
+    cfg = fleet.config(tmp_path / "c.json", sn, "rp2", state_dir=str(pico[1]))
+    r = run_rp2_main(pico, cfg, cut="9 write app.stage")  # in the third 16 KiB range
+    assert r.returncode == 137, r.stdout + r.stderr
+    r = run_rp2_main(pico, cfg)
+    assert r.returncode == 3, r.stdout + r.stderr
+    resumed = [ln for ln in r.stderr.splitlines() if "resuming firmware-3 at" in ln]
+    assert resumed and int(resumed[0].split(" at ")[1].split()[0]) >= 16384
+    r = run_rp2_main(pico, cfg)
+    assert r.returncode == 0 and "bundle v3 starting" in r.stdout, r.stdout + r.stderr
+    assert (pico[1] / "app_a" / "blob.bin").read_bytes() == bytes(range(256)) * 200

@@ -180,7 +180,7 @@ import os
 cut = os.getenv("EXOPROV_CUT")
 if cut:
     import boards.rp2 as R
-    AT, MATCH = int(cut.split()[0]), cut.split()[1]
+    AT, MATCH = int(cut.split(" ", 1)[0]), cut.split(" ", 1)[1]
     n = [0]
     real_open, real_os = open, R.os
 
