@@ -131,6 +131,8 @@ class Fsm:
             if isinstance(e, ApiError) and e.args[0] == 401:
                 rec["cik"] = None  # refused right after activating: back off, do not loop
                 self._set("unprov")
+            elif fresh and not rec["cik"] and not api.conn.sent:
+                self._set("unprov")  # the activation never left: nothing can have been lost
             log("retrying in", self.backoff // 1000, "s after", repr(e))
             from random import getrandbits
 

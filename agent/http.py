@@ -74,7 +74,7 @@ class Conn:
         self._s = self._p = None
         self._buf = bytearray(_RBUF)
         self._pos = self._end = self._left = self._chunked = 0
-        self._keep = False
+        self._keep = self.sent = False
         self._deadline = 0
         self.status = 0
         self.headers = {}
@@ -140,6 +140,7 @@ class Conn:
         else:
             req += "\r\n"
         req = memoryview(req.encode())
+        self.sent = False  # did any byte of this request leave? (fsm: a lost activation)
         while True:
             fresh = self._s is None
             if self._ticks:
@@ -158,6 +159,7 @@ class Conn:
                 mv = req
                 while mv:
                     mv = mv[self._io(1, mv) :]
+                    self.sent = True
                 parts = self._line().split(None, 2)
                 break
             except OSError:

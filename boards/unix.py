@@ -35,6 +35,9 @@ class Board:
                 raise OSError("state_dir: cannot create %s" % d)
         self.path = d + "/state.json"
         self.install = config.get("install_path") or d + "/installed.bin"
+        i = self.install.rfind("/")
+        if i > 0 and not _exists(self.install[:i]):
+            raise OSError("install_path: directory %s does not exist" % self.install[:i])
         self.stage = self.install + ".new"
         self.prev = self.install + ".prev"
         self._f = None

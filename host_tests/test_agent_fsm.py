@@ -91,7 +91,8 @@ def test_backoff_with_jitter_doubles_to_ten_minutes(fault):
     for (_, w), n in zip(waits, nominal, strict=True):
         assert n // 2 <= w <= n
     assert nominal[-1] == 600000
-    assert board.state()["state"] == "activating"
+    # a request that never left cannot have activated anything; the others may have
+    assert board.state()["state"] == ("unprov" if fault == "oserror" else "activating")
 
 
 def test_success_resets_backoff():
@@ -210,3 +211,36 @@ def test_report_failure_never_blocks():
     srv, board, m = make()
     srv.faults.append(lambda method, q, h: response(500) if "state" in q else None)
     assert m.run(once=True) == F.OK
+
+
+def test_activation_that_never_left_is_not_reported_as_interrupted(capsys):
+    srv, board, m = make()
+
+    def refuse(*a):
+        raise OSError("refused")
+
+    m.api.conn._connect = refuse
+    m.start()
+    assert m.step()[0] == F.FAIL
+    assert board.state()["state"] == "unprov"
+    srv2, board, m2 = make(board=board)
+    assert m2.run(once=True) == F.OK
+    assert "interrupted" not in capsys.readouterr().err
+
+
+def test_activation_answer_lost_leaves_activating_and_explains(capsys):
+    srv, board, m = make()
+
+    def cut(method, q, h):
+        if method == "POST":
+            srv.activation = 409  # the server handed the CIK out...
+            return b"HTTP/1.1 200 OK\r\n"  # ...and the answer was cut
+
+    srv.faults.append(cut)
+    m.start()
+    assert m.step()[0] == F.FAIL  # the server activated, the answer was cut: CIK lost
+    assert board.state()["state"] == "activating"
+    srv.faults.clear()
+    _, _, m2 = make(srv, board)
+    assert m2.run(once=True) == F.EXPIRED  # 409: only a regenerate recovers it
+    assert "regenerate this serial number" in capsys.readouterr().err
