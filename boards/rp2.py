@@ -27,7 +27,6 @@ _B_FIXED = const(40)  # bundle: magic 4, count u16, header length u16, sha256 32
 _B_MAGIC = b"EXB1"
 _B_MAX_HEADER = const(8192)
 _ENOENT = const(2)
-_EIO = const(5)
 _ENOSPC = const(28)
 _EINVAL = const(22)
 _ETIMEDOUT = const(110)
