@@ -2,6 +2,7 @@
 
 import json
 import re
+import socket
 import time
 from urllib.parse import parse_qs
 
@@ -91,3 +92,18 @@ def test_ip(server):
     octets = [int(x) for x in r.text.split(",")]
     assert octets[:4] == [127, 0, 0, 1]
     assert octets[4] * 256 + octets[5] == server.port
+
+
+def test_keep_alive_and_server_header(server):
+    with socket.create_connection((server.host, server.port), timeout=5) as s:
+        answers = []
+        for _ in range(3):
+            s.sendall(b"GET /ip HTTP/1.1\r\nHost: x\r\n\r\n")
+            buf = b""
+            while b"\r\n\r\n" not in buf or not buf.split(b"\r\n\r\n", 1)[1].count(b",") == 5:
+                chunk = s.recv(4096)
+                assert chunk, "connection closed between requests"
+                buf += chunk
+            answers.append(buf)
+    assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers)
+    assert b"\r\nServer: exoprov\r\n" in answers[0]

@@ -104,9 +104,14 @@ class AccessLogger(AbstractAccessLogger):
         )
 
 
+async def _server_header(_request, response):
+    response.headers["Server"] = "exoprov"
+
+
 def make_app(server):
     app = web.Application(middlewares=[errors], client_max_size=64 * 1024)
     app[SERVER] = server
+    app.on_response_prepare.append(_server_header)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app
