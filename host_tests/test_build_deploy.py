@@ -231,6 +231,16 @@ def test_deploy_rp2_installs_boot_snippet_and_factory_app(tmp_path, fake):
     assert calls(log)[-1][2:] == ["reset"]
 
 
+def test_deploy_copies_a_local_ca_file(tmp_path, fake):
+    env, dev, log, port = fake
+    ca = tmp_path / "my-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n")
+    cfg = write_config(tmp_path, server="https://prov.example", ca_file=str(ca))
+    exoprov("deploy", "--board", "esp32", "--port", port, "--out", tmp_path / "b", cfg, env=env)
+    assert (dev / "my-ca.pem").read_bytes() == ca.read_bytes()
+    assert json.loads((dev / "config.json").read_text())["ca_file"] == "/my-ca.pem"
+
+
 def test_deploy_dry_run_copies_nothing(tmp_path, fake):
     env, dev, log, port = fake
     cfg = write_config(tmp_path)

@@ -10,8 +10,9 @@ OUT/deploy-BOARD/ and copies it with mpremote, then resets the board:
     rp2 also: /lib/app.mpy (the factory application) and /app.ptr ("- - ok": start it)
 
 On an esp32 main.py runs the agent; on an rp2 main.py is boards/rp2_boot.py, which starts the
-current application bundle. The configuration gets "board" set to BOARD. mpremote comes from
---mpremote, $EXOPROV_MPREMOTE, PATH, or beside this Python.
+current application bundle. The configuration gets "board" set to BOARD; a "ca_file" that
+exists on this machine is copied to the board's root and the configuration points there.
+mpremote comes from --mpremote, $EXOPROV_MPREMOTE, PATH, or beside this Python.
 """
 
 import argparse
@@ -90,6 +91,11 @@ def stage(board, cfg, out, mpy_cross):
         target = dest / "lib" / on_board
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out / src, target)
+    ca = cfg.get("ca_file")
+    if ca and Path(ca).is_file():
+        # a CA certificate on this machine: it goes to the board's root with the config
+        shutil.copyfile(ca, dest / Path(ca).name)
+        cfg = dict(cfg, ca_file="/" + Path(ca).name)
     (dest / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
     if board == "rp2":
         shutil.copyfile(build.ROOT / "boards" / "rp2_boot.py", dest / "main.py")
