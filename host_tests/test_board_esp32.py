@@ -457,3 +457,22 @@ def test_scenario_resume_after_reset_mid_download(fleet, tmp_path, hw):
     assert flash(hw, "ota_1")[: len(image)] == image
     assert run_esp32_agent(hw, cfg).returncode == 0
     assert running(hw) == "ota_1" and record(hw)["inst"]["ver"] == "3"
+
+
+def test_wifi_connect_already_in_progress(hw):
+    # boot.py (or an earlier attempt) left the driver connecting: connect() alone would raise
+    # "Wifi Internal Error" on an ESP32; the board stops the attempt first
+    body = """
+import network
+w = network.WLAN(network.STA_IF)
+w.active(True)
+w.connect("lab", "pw-lab")
+try:
+    w.connect("lab", "pw-lab")
+    quirk = None
+except OSError as e:
+    quirk = e.args[0]
+b.network_up(2000)
+print(json.dumps([quirk, w.isconnected()]))
+"""
+    assert out(boot(hw, body)) == ["Wifi Internal Error", True]

@@ -256,6 +256,16 @@ def test_agent_rollback_of_a_started_bundle(dev):
     assert "app v2 running" in main_py(dev).stdout
 
 
+def test_confirmed_bundle_that_crashes_later_resets(dev):
+    root = str(dev[1])
+    crash = (APP_OK % (root, "v1")).replace("    return 0", "    raise RuntimeError('later')")
+    stage_apply(dev, bundle(dev, "b1", crash))
+    r = main_py(dev)  # confirmed, then raised: no fallback, a reset after a pause
+    assert r.returncode == 3 and "RuntimeError: later" in r.stdout
+    assert ptr(dev) == ["app_a", "-", "ok"]
+    assert (dev[0] / "events.log").read_text().splitlines()[-1] == "reset"
+
+
 def test_apply_twice_keeps_previous(dev):
     root = str(dev[1])
     stage_apply(dev, bundle(dev, "b1", APP_OK % (root, "v1")))
