@@ -56,10 +56,21 @@ def connect(host, port, tls, timeout_ms, ca=None):
             f = s.makefile("rwb", 0)
             s.close()  # the file keeps the descriptor until it is closed itself
             return f
+        s.setblocking(False)  # MicroPython: see Conn._io()
         return s
     except BaseException:
         s.close()
         raise
+
+
+def _num(text, base, most):
+    # Strict digits: int() would also take '+', '_', spaces and non-ASCII digits.
+    digits = "0123456789abcdefABCDEF"[: 10 if base == 10 else 22]
+    if isinstance(text, bytes):
+        text = text.decode()
+    if not text or len(text) > most or [c for c in text if c not in digits]:
+        raise ProtocolError("bad number")
+    return int(text, base)
 
 
 class Conn:
@@ -74,13 +85,13 @@ class Conn:
         self._s = self._p = None
         self._buf = bytearray(_RBUF)
         self._pos = self._end = self._left = self._chunked = 0
-        self._keep = self.sent = False
+        self._keep = self.sent = self._rx = False
         self._deadline = 0
         self.status = 0
         self.headers = {}
 
     def close(self):
-        s, self._s = self._s, None
+        s, self._s, self._p = self._s, None, None
         self._pos = self._end = self._left = self._chunked = 0
         if s is not None:
             try:
@@ -89,28 +100,34 @@ class Conn:
                 pass
 
     def _io(self, write, buf):
-        # One read or write. MicroPython sockets are non-blocking here (their blocking
-        # readinto waits for a full buffer) and wait in poll(); others block with a timeout.
+        # One read or write. The default connect() leaves MicroPython sockets non-blocking
+        # (their blocking readinto waits for a full buffer): None means "wait in poll()".
         while True:
             if self._ticks and ticks_diff(self._ticks(), self._deadline) > 0:
                 raise OSError("exchange deadline passed")
             n = self._s.write(buf) if write else self._s.readinto(buf)
-            if n is not None or self._p is None:
-                return n or 0
+            if n is not None:
+                return n
             import select
 
+            if self._p is None:
+                self._p = select.poll()
+                self._p.register(self._s)
             self._p.modify(self._s, select.POLLOUT if write else select.POLLIN)
             if not self._p.poll(self._timeout):
                 raise OSError(110)  # ETIMEDOUT
 
     def _line(self):
+        # One CRLF-terminated line without its CRLF. Bare LF or CR, control bytes and
+        # lines longer than _LINE are malformed (RFC 9112 section 2.2, strictly).
         line = bytearray()
         while True:
             if self._pos == self._end:
                 self._end = self._io(0, self._buf)
                 self._pos = 0
                 if not self._end:
-                    raise OSError("connection closed by server")
+                    raise ProtocolError("connection closed mid-answer")
+                self._rx = True
             i = self._buf.find(b"\n", self._pos, self._end)
             stop = self._end if i < 0 else i
             line.extend(memoryview(self._buf)[self._pos : stop])
@@ -118,15 +135,20 @@ class Conn:
             if len(line) > _LINE:
                 raise ProtocolError("line too long")
             if i >= 0:
-                return bytes(line[:-1] if line and line[-1] == 13 else line)
+                if not line or line[-1] != 13:
+                    raise ProtocolError("bare LF")
+                line = bytes(line[:-1])
+                for c in line:
+                    if (c < 32 and c != 9) or c == 127:
+                        raise ProtocolError("control byte in a line")
+                return line
 
     def request(self, method, path, hdrs=(), body=None):
         """Send one request, read the status line and headers; -> status.
-        A GET on a kept-alive connection the server had closed is sent once more on a fresh
-        one; a POST always goes on a fresh connection, so it is never sent twice."""
-        if self._s is not None and (
-            method != "GET" or not self._keep or self._left or self._chunked
-        ):
+        A GET on a kept-alive connection that the server had closed (nothing came back) is
+        sent once more on a fresh one; a POST always goes on a fresh connection, so it is
+        never sent twice."""
+        if self._s is not None and (method != "GET" or not self._keep or not self.at_end()):
             self.close()
         host = self.host
         if self.port != (443 if self.tls else 80):
@@ -143,38 +165,29 @@ class Conn:
         self.sent = False  # did any byte of this request leave? (fsm: a lost activation)
         while True:
             fresh = self._s is None
+            self._rx = False
             if self._ticks:
                 self._deadline = self._ticks() + self._timeout
             try:
                 if fresh:
                     self._s = self._connect(self.host, self.port, self.tls, self._timeout, self.ca)
-                    if hasattr(self._s, "setblocking"):  # MicroPython socket: see _io()
-                        import select
-
-                        self._s.setblocking(False)
-                        self._p = select.poll()
-                        self._p.register(self._s, select.POLLIN)
-                    else:
-                        self._p = None
                 mv = req
                 while mv:
                     mv = mv[self._io(1, mv) :]
                     self.sent = True
-                parts = self._line().split(None, 2)
-                break
-            except OSError:
+                return self._head()
+            except BaseException as e:
                 self.close()
-                if fresh:
+                if fresh or self._rx or not isinstance(e, (OSError, ProtocolError)):
                     raise
-            except BaseException:
-                self.close()
-                raise
-        try:
-            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+
+    def _head(self):
+        for _ in range(4):  # skip interim 1xx answers
+            parts = self._line().split(b" ", 2)
+            if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0"):
                 raise ProtocolError("bad status line")
-            try:
-                status = int(parts[1])
-            except ValueError:
+            status = _num(parts[1], 10, 3)
+            if len(parts[1]) != 3:
                 raise ProtocolError("bad status code")
             h = {}
             for _ in range(_NHDR + 1):
@@ -182,36 +195,38 @@ class Conn:
                 if not line:
                     break
                 i = line.find(b":")
-                if i <= 0:
+                if i <= 0 or b" " in line[:i] or b"\t" in line[:i]:
                     raise ProtocolError("bad header")
-                k = line[:i].decode().strip().lower()
+                k = line[:i].decode().lower()
                 if k in _KEEP:
+                    if k in h:
+                        raise ProtocolError("repeated " + k)
                     h[k] = line[i + 1 :].decode().strip()
             else:
                 raise ProtocolError("too many headers")
-            self.status, self.headers = status, h
-            self._keep = parts[0] == b"HTTP/1.1" and h.get("connection", "").lower() != "close"
-            self._left = 0
-            if status == 204 or status == 304 or status < 200:
-                pass
-            elif h.get("transfer-encoding", "").lower() == "chunked":
-                self._chunked = 1
-            elif "content-length" in h:
-                try:
-                    self._left = int(h["content-length"])
-                except ValueError:
-                    self._left = -1
-                if self._left < 0:
-                    raise ProtocolError("bad Content-Length")
-            else:
-                self._left = -1  # until the server closes
-                self._keep = False
-            if not self._left and not self._chunked and not self._keep:
-                self.close()
-            return status
-        except BaseException:
+            if status >= 200:
+                break
+        else:
+            raise ProtocolError("too many interim answers")
+        self.status, self.headers = status, h
+        self._keep = parts[0] == b"HTTP/1.1" and h.get("connection", "").lower() != "close"
+        self._left = self._chunked = 0
+        te = h.get("transfer-encoding")
+        if te is not None:
+            if te.lower() != "chunked" or "content-length" in h:
+                raise ProtocolError("unsupported Transfer-Encoding")
+        if status == 204 or status == 304:
+            pass
+        elif te:
+            self._chunked = 1
+        elif "content-length" in h:
+            self._left = _num(h["content-length"], 10, 12)
+        else:
+            self._left = -1  # until the server closes
+            self._keep = False
+        if not self._left and not self._chunked and not self._keep:
             self.close()
-            raise
+        return status
 
     def readinto(self, mv):
         """Read body bytes into mv; -> how many, 0 at the end of the body."""
@@ -221,17 +236,16 @@ class Conn:
             if not self._left:
                 if not self._chunked:
                     return 0
-                line = self._line()
-                if self._chunked == 2 and not line:  # the CRLF closing the previous chunk
-                    line = self._line()
+                if self._chunked == 2 and self._line():  # the CRLF closing the last chunk
+                    raise ProtocolError("chunk longer than its size")
                 self._chunked = 2
-                try:
-                    self._left = int(line.split(b";")[0].strip(), 16)
-                except ValueError:
-                    raise ProtocolError("bad chunk size")
+                self._left = _num(self._line().split(b";")[0], 16, 8)
                 if not self._left:  # last chunk: skip trailers, the body is complete
-                    while self._line():
-                        pass
+                    for _ in range(_NHDR + 1):
+                        if not self._line():
+                            break
+                    else:
+                        raise ProtocolError("too many trailers")
                     self._chunked = 0
                     if not self._keep:
                         self.close()
@@ -245,7 +259,7 @@ class Conn:
                 n = self._io(0, mv[:want] if want < len(mv) else mv)
                 if not n:
                     if self._left > 0:
-                        raise OSError("connection closed mid-body")
+                        raise ProtocolError("connection closed mid-body")
                     self.close()  # body delimited by the server closing
                     return 0
             if self._left > 0:

@@ -160,9 +160,9 @@ def test_stale_keepalive_get_retried_once_on_fresh_socket():
     assert len(net.socks) == 2
 
 
-def test_eof_on_fresh_connection_raises_oserror():
+def test_eof_on_fresh_connection_is_protocol_error():
     a, net = api(b"")
-    with pytest.raises(OSError):
+    with pytest.raises(ProtocolError):
         a.list(CIK)
     assert net.socks[0].closed
 
@@ -196,9 +196,9 @@ def test_body_cap_and_body_until_close():
     assert len(net.socks) == 2
 
 
-def test_short_body_is_oserror():
+def test_short_body_is_protocol_error():
     a, _ = api(response(200, b"", {"Content-Length": "10"}) + b"abc")
-    with pytest.raises(OSError):
+    with pytest.raises(ProtocolError):
         a.list(CIK)
 
 

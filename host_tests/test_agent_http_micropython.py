@@ -65,7 +65,7 @@ for raw, err in (
     (b"NOPE\r\n\r\n", ProtocolError),
     (resp(200, b"x" * 9000), ProtocolError),
     (resp(409, b"no"), ApiError),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", OSError),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", ProtocolError),
 ):
     a, s = api(raw, 5)
     try:
