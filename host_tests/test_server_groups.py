@@ -101,3 +101,16 @@ def test_group_membership_of_groups(vclient):
     # deleting a group removes it from the groups that held it
     assert vclient.delete(base + "child").status_code == 205
     assert vclient.get(base + "parent1/").status_code == 204
+
+
+def test_deleting_nothing_is_404(vclient):
+    model = new_model(vclient)
+    vclient.post(f"/provision/manage/group/{model}/", data={"id": "g"})
+    g = f"/provision/manage/group/{model}/g/"
+    vclient.post(g, data={"type": "sn", "id": "a"})
+    assert vclient.post(g, data={"type": "sn", "id": "b", "delete": "true"}).status_code == 404
+    assert vclient.delete(g, data="sn,b\n", headers=CSV).status_code == 404
+    assert (
+        vclient.post(g, data={"type": "content", "id": "a", "delete": "true"}).status_code == 404
+    )
+    assert vclient.post(g, data={"type": "sn", "id": "a", "delete": "true"}).status_code == 205

@@ -93,6 +93,10 @@ def test_add_and_remove_serial_numbers(vclient):
     r = vclient.delete(url, data="four\n", headers={"Content-Type": "text/csv"})
     assert r.status_code == 205
     assert lines(vclient.get(url)) == ["five,,has,commas"]
+    assert vclient.post(url, data={"delete": "true", "sn": "one"}).status_code == 404
+    assert vclient.post(url, data={"delete": "true", "sn[]": ["x", "y"]}).status_code == 404
+    r = vclient.delete(url, data="four\n", headers={"Content-Type": "text/csv"})
+    assert r.status_code == 404
     assert vclient.post(url, data={"extra": "x"}).status_code == 400
     assert vclient.delete(url).status_code == 400
 

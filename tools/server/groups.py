@@ -134,7 +134,8 @@ async def post_members(request):
     if not mids or len(mids) > _MEMBERS_MAX:
         raise ApiError(400, f"expected 1..{_MEMBERS_MAX} member ids")
     if is_true(form, "delete"):
-        srv.store.delete_members(model.id, gid, [(type_, m) for m in mids])
+        if not srv.store.delete_members(model.id, gid, [(type_, m) for m in mids]):
+            raise ApiError(404, "no such member")
         return done()
     expire = _expire(one(form, "expire"))
     meta = check_text(one(form, "meta"), "meta")
@@ -154,5 +155,6 @@ async def delete_members(request):
         pairs.append((check_name(fields[0].strip(), "type"), check_name(fields[1], "id")))
     if not pairs or len(pairs) > _MEMBERS_MAX:
         raise ApiError(400, f"expected 1..{_MEMBERS_MAX} members")
-    srv.store.delete_members(model.id, gid, pairs)
+    if not srv.store.delete_members(model.id, gid, pairs):
+        raise ApiError(404, "no such member")
     return done()

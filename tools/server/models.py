@@ -136,7 +136,9 @@ async def list_sns(request):
     show = one(q, "show")
     if show is not None:
         if show != "ranges" or model.shared:
-            raise ApiError(400 if not model.shared else 403, "unknown show")
+            if model.shared:
+                raise ApiError(403, "shared access does not cover this procedure")
+            raise ApiError(400, "unknown show")
         body = json.dumps({"ranges": srv.store.ranges(model.id)})
         return text(body, ctype="application/javascript")
     offset, limit = page(q)
@@ -177,7 +179,8 @@ async def add_sns(request):
         sns = [check_name(s, "sn") for s in many(form, "sn")]
         if not sns:
             raise ApiError(400, "missing sn")
-        srv.store.delete_sns(model.id, sns)
+        if not srv.store.delete_sns(model.id, sns):
+            raise ApiError(404, "no such serial number")
         return done()
     sns = [check_name(s, "sn") for s in many(form, "sn")]
     if not sns:
@@ -217,14 +220,16 @@ async def delete_sns(request):
     kind = media_type(request)
     if kind in _JSON_TYPES:
         specs = _read_ranges(await read_text(request))
-        srv.store.delete_ranges(model.id, specs)
+        if not srv.store.delete_ranges(model.id, specs):
+            raise ApiError(404, "no such range")
         return done()
     if kind == "text/csv":
         rows = csv_rows(await read_text(request), 2)
         sns = [check_name(r[0].strip(), "sn") for r in rows]
         if not sns:
             raise ApiError(400, "no serial numbers")
-        srv.store.delete_sns(model.id, sns)
+        if not srv.store.delete_sns(model.id, sns):
+            raise ApiError(404, "no such serial number")
         return done()
     raise ApiError(400, "expected text/csv or application/javascript body")
 
