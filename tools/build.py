@@ -2,8 +2,8 @@
 
     exoprov build [--out build] [--board esp32|rp2|unix|all] [--mpy-cross PATH]
 
-Writes build/agent/*.mpy and build/boards/*.mpy (every MicroPython module, so a compile
-error anywhere is caught), prints the size of each file and, per board, the total the board
+Writes build/agent/*.mpy and build/boards/*.mpy (every module, so a compile error anywhere
+is caught), prints the size of each file and, per board, the total the board
 carries: the agent plus that board's module (plus the application entry on rp2). For rp2
 it also writes build/rp2-app.bundle, the application bundle (docs/bundle-format.md) to
 upload as content.
@@ -76,12 +76,11 @@ def compile_one(mpy_cross, src, out):
 
 
 def sources():
-    """agent/*.py and the MicroPython modules of boards/ (linux.py is CPython's)."""
-    srcs = [f"agent/{p.name}" for p in sorted((ROOT / "agent").glob("*.py"))]
-    srcs.append("boards/__init__.py")
-    for mods in BOARDS.values():
-        srcs += [src for src, _dest in mods]
-    srcs.append("boards/rp2_boot.py")  # deployed as main.py source; compiled as a check
+    """agent/*.py and boards/*.py: every module must compile, even the CPython-only linux.py
+    and rp2_boot.py (deployed as main.py source) that no board total counts."""
+    srcs = []
+    for pkg in ("agent", "boards"):
+        srcs += [f"{pkg}/{p.name}" for p in sorted((ROOT / pkg).glob("*.py"))]
     return srcs
 
 
