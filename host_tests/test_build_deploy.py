@@ -231,6 +231,19 @@ def test_deploy_rp2_installs_boot_snippet_and_factory_app(tmp_path, fake):
     assert calls(log)[-1][2:] == ["reset"]
 
 
+def test_deploy_mpremote_from_env_or_option(tmp_path, fake):
+    env, dev, log, port = fake
+    fake_mp = env["PATH"].split(":")[0] + "/mpremote"
+    env = dict(env, PATH=os.environ["PATH"].replace(str(ROOT / ".venv" / "bin"), "/nonexistent"))
+    cfg = write_config(tmp_path)
+    argv = ["deploy", "--board", "esp32", "--port", port, "--out", tmp_path / "b"]
+    exoprov(*argv, cfg, env=dict(env, EXOPROV_MPREMOTE=fake_mp))
+    assert calls(log)[-1][2:] == ["reset"]
+    log.unlink()
+    exoprov(*argv, "--mpremote", fake_mp, cfg, env=env)
+    assert calls(log)[-1][2:] == ["reset"]
+
+
 def test_deploy_copies_a_local_ca_file(tmp_path, fake):
     env, dev, log, port = fake
     ca = tmp_path / "my-ca.pem"
