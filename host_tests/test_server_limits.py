@@ -392,3 +392,24 @@ def test_json_ranges_document_is_bounded(vclient):
         headers={"Content-Type": "application/javascript"},
     )
     assert r.status_code == 400
+
+
+def test_stalled_body_is_408(make_server):
+    srv = make_server("--read-timeout", "0.5")
+    v = srv.add_vendor()
+    with srv.session(cik=v["cik"]) as s:
+        model = new_model(s)
+        add_content(s, model, "c", b"old")
+    for path, head in (
+        ("/provision/activate", b""),
+        (f"/provision/manage/content/{model}/c", f"X-Exosite-CIK: {v['cik']}\r\n".encode()),
+    ):
+        t0 = time.monotonic()
+        req = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n".encode()
+        status, buf = raw_request(srv, req + head + b"\r\nabc")
+        assert status == 408, buf
+        assert time.monotonic() - t0 < 5
+    with srv.session(cik=v["cik"]) as s:
+        r = s.get(f"/provision/manage/content/{model}/c", params={"download": "true"})
+        assert r.content == b"old"
+    assert not [p for p in (srv.dir / "exoprov.db.blobs").iterdir() if p.name.startswith("tmp-")]

@@ -4,7 +4,7 @@ chunks. Neither direction holds a whole blob in memory."""
 import os
 import secrets
 
-from .util import too_large
+from .util import read_chunk, too_large
 
 CHUNK = 256 * 1024
 
@@ -48,7 +48,7 @@ class Blobs:
         try:
             with open(self.path(tmp), "wb") as f:
                 while True:
-                    chunk = await request.content.readany()
+                    chunk = await read_chunk(request)
                     if not chunk:
                         break
                     size += len(chunk)

@@ -45,7 +45,16 @@ def _server_args(argv):
         metavar="N",
         help="largest content upload (default 64 MiB)",
     )
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a request body may stall before 408 (default 30)",
+    )
     args = p.parse_args(argv)
+    if args.read_timeout <= 0:
+        p.error("read-timeout must be positive")
     if args.activation_window < 1 or args.activation_limit < 0 or args.max_content_bytes < 0:
         p.error("window must be positive, limit and max-content-bytes not negative")
     return args
@@ -98,7 +107,14 @@ async def _serve(args, store):
     blobs.sweep(store.all_blobs())
     loop = asyncio.get_running_loop()
     limiter = Limiter(args.activation_limit, loop.time)
-    server = Server(store, blobs, limiter, args.activation_window, args.max_content_bytes)
+    server = Server(
+        store,
+        blobs,
+        limiter,
+        args.activation_window,
+        args.max_content_bytes,
+        read_idle=args.read_timeout,
+    )
     runner = web.AppRunner(
         make_app(server),
         handle_signals=False,

@@ -18,8 +18,11 @@ def new_cik():
 
 
 class Server:
-    def __init__(self, store, blobs, limiter, window, max_content, clock=time.time):
+    def __init__(
+        self, store, blobs, limiter, window, max_content, read_idle=30.0, clock=time.time
+    ):
         self.store = store
+        self.read_idle = read_idle  # seconds a request body may stall
         self.blobs = blobs
         self.limiter = limiter
         self.window = window

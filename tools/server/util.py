@@ -5,6 +5,7 @@ forms must be valid UTF-8, names may not carry the characters that would break t
 answers (comma, newline) or the paths (slash).
 """
 
+import asyncio
 import re
 from urllib.parse import parse_qsl
 
@@ -133,6 +134,16 @@ def too_large(cap):
     return ApiError(413, f"body larger than {cap} bytes", close=True)
 
 
+async def read_chunk(request):
+    """The next piece of the request body (b'' at its end); 408 when it stalls."""
+    from .state import SERVER
+
+    try:
+        return await asyncio.wait_for(request.content.readany(), request.app[SERVER].read_idle)
+    except asyncio.TimeoutError:
+        raise ApiError(408, "request body stalled", close=True)
+
+
 async def read_body(request, cap=FORM_CAP):
     """The whole request body, at most `cap` bytes: 413 decided from Content-Length when
     there is one, and while reading for chunked bodies."""
@@ -141,7 +152,7 @@ async def read_body(request, cap=FORM_CAP):
         raise too_large(cap)
     buf = bytearray()
     while True:
-        chunk = await request.content.readany()
+        chunk = await read_chunk(request)
         if not chunk:
             break
         buf += chunk
