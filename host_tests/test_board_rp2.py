@@ -538,3 +538,20 @@ def test_scenario_resume_after_reset_mid_download(fleet, tmp_path, pico):
     r = run_rp2_main(pico, cfg)
     assert r.returncode == 0 and "bundle v3 starting" in r.stdout, r.stdout + r.stderr
     assert (pico[1] / "app_a" / "blob.bin").read_bytes() == bytes(range(256)) * 200
+
+
+def test_scenario_compiled_bundle_from_exoprov_build(fleet, tmp_path, pico):
+    # the real thing: `exoprov build` makes the bundle (app.mpy, agent/*.mpy, boards/rp2.mpy);
+    # after the update main.py starts the compiled agent from app_a, which confirms itself
+    from conftest import exoprov
+
+    exoprov("build", "--out", tmp_path / "b", "--board", "rp2")
+    data = (tmp_path / "b" / "rp2-app.bundle").read_bytes()
+    sn = fleet.sn("pico-b")
+    fleet.content("firmware-2", data, "2")
+    cfg = fleet.config(tmp_path / "c.json", sn, "rp2", state_dir=str(pico[1]))
+    assert run_rp2_main(pico, cfg).returncode == 3
+    assert (pico[1] / "app_a" / "agent" / "main.mpy").exists()
+    r = run_rp2_main(pico, cfg)
+    assert r.returncode == 0 and "update firmware-2 confirmed" in r.stderr, r.stdout + r.stderr
+    assert pico_ptr(pico) == ["app_a", "-", "ok"]
