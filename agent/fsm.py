@@ -90,7 +90,6 @@ class Fsm:
                 self._set("active")
                 self._report(("state", "active"))
             ids = api.list(rec["cik"], cfg.get("firmware_prefix", "firmware"))
-            self.backoff = _MIN
             p = rec["pend"]
             if p:  # the new content came up and reached the server: keep it
                 self.board.slot_confirm()
@@ -103,6 +102,7 @@ class Fsm:
             c = updater.pick(api, rec["cik"], ids, rec)
             if c is None:
                 log("up to date")
+                self.backoff = _MIN  # a whole pass worked: failures start over from 2 s
                 return OK, cfg.get("poll", 3600) * 1000
             updater.download(
                 api,

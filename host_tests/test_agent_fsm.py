@@ -244,3 +244,13 @@ def test_activation_answer_lost_leaves_activating_and_explains(capsys):
     _, _, m2 = make(srv, board)
     assert m2.run(once=True) == F.EXPIRED  # 409: only a regenerate recovers it
     assert "regenerate this serial number" in capsys.readouterr().err
+
+
+def test_backoff_keeps_doubling_while_downloads_fail():
+    srv, board, m = make()
+    srv.add("firmware-1", os.urandom(5000), version="2.0")
+    srv.faults.append(lambda method, q, h: response(503) if "range" in h else None)
+    m.start()
+    waits = [m.step() for _ in range(4)]
+    assert [w[0] for w in waits] == [F.FAIL] * 4
+    assert m.backoff == 32000  # list and info succeed each time, the download never does
