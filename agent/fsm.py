@@ -58,7 +58,7 @@ class Fsm:
             p["boots"] = p.get("boots", 0) + 1
             if p["boots"] > self.cfg.get("max_boots", 3):
                 log("update", p["id"], "never confirmed: rolling back")
-                rec["pend"], rec["bad"] = None, "%s:%d" % (p["id"], p["ts"])
+                rec["pend"], rec["j"], rec["bad"] = None, None, "%s:%d" % (p["id"], p["ts"])
                 rec["n"]["rb"] = rec["n"].get("rb", 0) + 1
                 self.save()
                 self.board.slot_rollback()
@@ -91,14 +91,28 @@ class Fsm:
                 self._report(("state", "active"))
             ids = api.list(rec["cik"], cfg.get("firmware_prefix", "firmware"))
             p = rec["pend"]
-            if p:  # the new content came up and reached the server: keep it
-                self.board.slot_confirm()
-                rec["inst"] = {"id": p["id"], "ver": p["ver"], "sha": p["sha"], "ts": p["ts"]}
+            if p:  # this start reached the server: keep the new content if it is running
                 rec["pend"] = None
-                rec["n"]["upd"] = rec["n"].get("upd", 0) + 1
-                log("update", p["id"], "confirmed")
-                self.save()
-                self._report(("state", "active"), ("version", p["ver"] or p["ts"]))
+                try:
+                    self.board.slot_confirm()
+                except OSError as e:
+                    # Not running (a reset before or during apply, or the bootloader went
+                    # back): the journal still holds the complete image, which is applied
+                    # again below without a download, a bounded number of times.
+                    j = rec["j"] or {}
+                    j["tries"] = j.get("tries", 0) + 1
+                    log("update", p["id"], "is not running:", e.args[-1])
+                    if j["tries"] >= self.cfg.get("max_boots", 3):  # it never runs: give up
+                        rec["j"], rec["bad"] = None, "%s:%d" % (p["id"], p["ts"])
+                        rec["n"]["rb"] = rec["n"].get("rb", 0) + 1
+                    self.save()
+                else:
+                    rec["inst"] = {"id": p["id"], "ver": p["ver"], "sha": p["sha"], "ts": p["ts"]}
+                    rec["j"] = None
+                    rec["n"]["upd"] = rec["n"].get("upd", 0) + 1
+                    log("update", p["id"], "confirmed")
+                    self.save()
+                    self._report(("state", "active"), ("version", p["ver"] or p["ts"]))
             c = updater.pick(api, rec["cik"], ids, rec)
             if c is None:
                 log("up to date")

@@ -97,8 +97,8 @@ def download(api, board, rec, cand, mv, save, chunk, unverified=False):
     from binascii import hexlify
 
     got = hexlify(h.digest()).decode()
-    rec["j"] = None
     if sha and got != sha:
+        rec["j"] = None
         if resumed:  # the slot may have lost bytes the journal counted: restart from zero
             save()
             raise ProtocolError("digest mismatch after resume; restarting")
@@ -107,12 +107,16 @@ def download(api, board, rec, cand, mv, save, chunk, unverified=False):
         raise Refused("%s: sha256 mismatch, refused" % cid)
     if not sha:
         log("warning:", cid, "applied unverified (allow_unverified)")
+    # Saved before slot_apply(): after a reset at any point from here, the next start finds
+    # `pend` and slot_confirm() tells whether the new content runs. The journal stays until
+    # then: if it does not run, the complete slot is re-hashed and applied again, not fetched.
     rec["pend"] = {"id": cid, "ver": ver, "sha": got, "ts": ts, "boots": 0}
     save()
     try:
         board.slot_apply()
     except BaseException:
-        rec["pend"] = None
+        rec["pend"] = rec["j"] = None
+        rec["bad"] = "%s:%d" % (cid, ts)  # the board refused this image: not again
         save()
         raise
     log("applied", cid, "version", ver)

@@ -138,7 +138,10 @@ class Board:
             raise OSError("apply_cmd failed (%s); previous content restored" % bad)
 
     def slot_confirm(self):
-        pass  # the previous copy stays as .prev for a manual rollback
+        # The staged file is renamed by slot_apply(): still there, the apply never happened
+        # (a reset came first). The previous copy stays as .prev for a manual rollback.
+        if os.path.exists(self.stage):
+            raise OSError("slot: the new content was never applied")
 
     def slot_rollback(self):
         if os.path.exists(self.prev):

@@ -92,7 +92,10 @@ class Board:
         os.rename(self.stage, self.install)
 
     def slot_confirm(self):
-        pass  # the previous copy stays as .prev for a manual rollback
+        # The staged file is renamed by slot_apply(): still there, the apply never happened
+        # (a reset came first). The previous copy stays as .prev for a manual rollback.
+        if _exists(self.stage):
+            raise OSError("slot: the new content was never applied")
 
     def slot_rollback(self):
         if _exists(self.prev):

@@ -254,3 +254,54 @@ def test_backoff_keeps_doubling_while_downloads_fail():
     waits = [m.step() for _ in range(4)]
     assert [w[0] for w in waits] == [F.FAIL] * 4
     assert m.backoff == 32000  # list and info succeed each time, the download never does
+
+
+def test_update_not_running_at_next_start_is_applied_again_from_the_slot():
+    srv, board, m = make()
+    data = os.urandom(10000)
+    srv.add("firmware-1", data, version="2.0")
+    with pytest.raises(Reset):
+        m.run(once=True)
+    fails = []
+
+    def confirm():  # e.g. the bootloader went back to the old image
+        board.log.append(("confirm",))
+        if not fails:
+            fails.append(1)
+            raise OSError("running the old image")
+
+    board.slot_confirm = confirm
+    srv.requests.clear()
+    _, _, m2 = make(srv, board)
+    with pytest.raises(Reset):  # applied again, no byte fetched again
+        m2.run(once=True)
+    assert not [r for r in srv.requests if "range" in r[3]]
+    assert board.log[-5:] == [
+        ("confirm",),
+        ("begin", 10000),
+        ("finish", 10000),
+        ("apply",),
+        ("reset",),
+    ]
+    _, _, m3 = make(srv, board)
+    assert m3.run(once=True) == F.OK
+    rec = board.state()
+    assert rec["inst"]["ver"] == "2.0" and rec["j"] is None and rec["pend"] is None
+
+
+def test_update_never_running_gives_up_after_max_boots():
+    srv, board, m = make(max_boots=2)
+    srv.add("firmware-1", os.urandom(5000), version="2.0")
+
+    def confirm():
+        raise OSError("running the old image")
+
+    board.slot_confirm = confirm
+    with pytest.raises(Reset):
+        m.run(once=True)
+    with pytest.raises(Reset):
+        make(srv, board, max_boots=2)[2].run(once=True)
+    assert make(srv, board, max_boots=2)[2].run(once=True) == F.OK
+    rec = board.state()
+    assert rec["bad"].startswith("firmware-1:") and rec["j"] is None and rec["inst"] is None
+    assert rec["n"]["rb"] == 1

@@ -98,8 +98,19 @@ def test_download_verify_apply_block_aligned():
     assert board.writes == 5  # 4 whole blocks + the 3616-byte tail (FakeBoard asserts it)
     assert pend["sha"] == hashlib.sha256(data).hexdigest()
     saved = store.load(board)
-    assert saved["pend"] == pend and saved["j"] is None
+    assert saved["pend"] == pend and saved["j"]["off"] == 20000  # kept until confirmed
     assert ("apply",) in board.log
+
+
+def test_complete_journal_is_applied_again_without_download():
+    srv, board, rec, api, data = setup(20000)
+    run(srv, board, rec, api)
+    rec["pend"] = None  # the next start found the new content not running
+    srv.requests.clear()
+    board.log.clear()
+    run(srv, board, rec, api)
+    assert ranges(srv) == [] and board.log[-1] == ("apply",)
+    assert ("erase",) not in board.log and board.installed == data
 
 
 @pytest.mark.parametrize("step", [1, 7, 4095])
@@ -225,12 +236,14 @@ def test_no_digest_refused_unless_allowed():
     assert board.installed == data
 
 
-def test_apply_failure_clears_pending():
+def test_apply_refused_clears_pending_and_is_not_retried():
     srv, board, rec, api, _ = setup(5000)
     board.fail_apply = True
     with pytest.raises(OSError):
         run(srv, board, rec, api)
-    assert store.load(board)["pend"] is None
+    saved = store.load(board)
+    assert saved["pend"] is None and saved["j"] is None
+    assert updater.pick(api, rec["cik"], ["firmware-a"], saved) is None
 
 
 def test_slot_too_small_raises_before_any_write():

@@ -143,3 +143,12 @@ def test_reset_exits_3_and_clock(tmp_path):
     t = b.ticks_ms()
     b.sleep_ms(5)
     assert b.ticks_ms() >= t + 5 and b.time() > 1.7e9
+
+
+def test_confirm_refuses_when_apply_never_happened(tmp_path):
+    b = board(tmp_path)
+    fill(b, b"new")
+    with pytest.raises(OSError, match="never applied"):
+        b.slot_confirm()
+    b.slot_apply()
+    b.slot_confirm()

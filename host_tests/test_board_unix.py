@@ -20,7 +20,13 @@ def fill(b, data):
         b.slot_write(off, memoryview(data)[off:off + 4096])
     b.slot_finish(len(data))
 
-fill(b, b"A" * 5000); b.slot_apply()
+fill(b, b"A" * 5000)
+try:
+    b.slot_confirm()
+    raise AssertionError("confirmed an image never applied")
+except OSError:
+    pass
+b.slot_apply(); b.slot_confirm()
 assert open(d + "/app.bin", "rb").read() == b"A" * 5000
 b.slot_begin(9000); b.slot_erase(); b.slot_write(0, memoryview(b"B" * 4096))
 b = Board({"state_dir": d + "/st", "install_path": d + "/app.bin"})  # a restart
