@@ -43,17 +43,9 @@ def connect(host, port, tls, timeout_ms, ca=None):
         s.settimeout(timeout_ms / 1000)
         s.connect(ai[-1])
         if tls:
-            import ssl
-
-            if hasattr(ssl, "create_default_context"):  # CPython: system CAs, hostname checked
-                ctx = ssl.create_default_context(cafile=ca)
-            else:  # MicroPython: only the configured CA (config requires ca_file)
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                ctx.verify_mode = ssl.CERT_REQUIRED
-                ctx.load_verify_locations(cafile=ca)
-            s = ctx.wrap_socket(s, server_hostname=host)
-        if hasattr(s, "recv_into"):  # CPython: an unbuffered raw file reads what is there
-            f = s.makefile("rwb", 0)
+            s = _tls(s, host, ca)
+        if hasattr(s, "makefile") and hasattr(s, "recv_into"):  # CPython: an unbuffered raw
+            f = s.makefile("rwb", 0)  # file reads what is there (so does MicroPython's socket)
             s.close()  # the file keeps the descriptor until it is closed itself
             return f
         s.setblocking(False)  # MicroPython: see Conn._io()
@@ -61,6 +53,30 @@ def connect(host, port, tls, timeout_ms, ca=None):
     except BaseException:
         s.close()
         raise
+
+
+def _tls(s, host, ca):
+    import ssl
+
+    try:
+        if hasattr(ssl, "create_default_context"):  # CPython: system CAs, hostname checked
+            ctx = ssl.create_default_context(cafile=ca)
+        else:  # MicroPython: only the configured CA (config requires ca_file)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            with open(ca, "rb") as f:
+                data = f.read()
+            if b"-----BEGIN" not in data:
+                ctx.load_verify_locations(cadata=data)  # DER
+            for part in data.split(b"-----BEGIN CERTIFICATE-----")[1:]:
+                # PEM: builds without mbedtls' PEM parser accept only DER
+                from binascii import a2b_base64
+
+                b64 = part.split(b"-----END")[0].replace(b"\n", b"").replace(b"\r", b"")
+                ctx.load_verify_locations(cadata=a2b_base64(b64))
+        return ctx.wrap_socket(s, server_hostname=host)
+    except ValueError as e:  # MicroPython's TLS errors (bad CA, certificate refused)
+        raise OSError("TLS: %s" % str(e).strip())
 
 
 def _num(text, base, most):

@@ -16,8 +16,10 @@ Running the real agent (subprocess, both interpreters):
     agent_config(tmp, server, **kw)  write CONFIG.json; -> its path
     run_agent(interp, config, heap=None, mpy=None, timeout=60)  -> CompletedProcess (text)
     start_agent(...)           the same as a Popen (for kill mid-download)
-    StallProxy(host, port)     TCP proxy that forwards until a byte budget of responses is
-                               spent, then holds the connection (a download stuck mid-way)
+    StallProxy(host, port, budget=None, tls=None)  TCP proxy that forwards until a byte budget
+                               of responses is spent, then holds the connection (a download
+                               stuck mid-way); tls=(cert, key) makes it an HTTPS front
+    make_certs(dir)            a CA and a server certificate for 127.0.0.1 (openssl)
 """
 
 import io
@@ -268,7 +270,8 @@ def agent_cmd(interp, config, heap=None, mpy=None):
     cmd = [MICROPYTHON]
     if heap:
         cmd += ["-X", f"heapsize={heap}"]
-    env["MICROPYPATH"] = str(mpy or ROOT)  # only the agent's tree: no .frozen, no lib
+    # the agent's tree and the firmware's frozen modules (ssl), as on a board; no lib dirs
+    env["MICROPYPATH"] = "%s:.frozen" % (mpy or ROOT)
     return cmd + ["-m", "agent", str(config)], env, str(mpy or ROOT)
 
 
@@ -284,19 +287,31 @@ def start_agent(interp, config, heap=None, mpy=None):
     )
 
 
+def ssl_want_read():
+    import ssl
+
+    return ssl.SSLWantReadError
+
+
 class StallProxy:
     """Loopback TCP proxy. Server->client bytes pass until `budget` is spent (None: no
     limit); then the proxy holds every connection until release() or close()."""
 
-    def __init__(self, host, port, budget=None):
+    def __init__(self, host, port, budget=None, tls=None):
         self.target = (host, port)
+        self.tls = None
+        if tls:  # (certfile, keyfile): terminate TLS here, forward plain HTTP
+            import ssl
+
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(*tls)
         self.budget = budget
         self.passed = 0
         self.stalled = threading.Event()
         self.go = threading.Event()
         self.lsock = socket.create_server(("127.0.0.1", 0))
         self.port = self.lsock.getsockname()[1]
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http", self.port)
         self.lock = threading.Lock()
         self.socks = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -307,10 +322,49 @@ class StallProxy:
                 c, _ = self.lsock.accept()
             except OSError:
                 return
-            s = socket.create_connection(self.target, timeout=30)
-            self.socks += [c, s]
-            threading.Thread(target=self._pipe, args=(c, s, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(s, c, True), daemon=True).start()
+            if self.tls:
+                threading.Thread(target=self._handshake, args=(c,), daemon=True).start()
+                continue
+            self._start(c)
+
+    def _handshake(self, c):
+        c.settimeout(30)
+        try:
+            c = self.tls.wrap_socket(c, server_side=True)
+        except OSError:  # a client that refused our certificate
+            c.close()
+            return
+        # one thread per TLS connection: an SSL object must not be read and written at once
+        import select
+
+        s = socket.create_connection(self.target, timeout=30)
+        self.socks += [c, s]
+        try:
+            while True:
+                if not c.pending():
+                    select.select([c, s], [], [], 30)
+                for src, dst in ((c, s), (s, c)):
+                    src.setblocking(False)
+                    try:
+                        data = src.recv(65536)
+                    except (BlockingIOError, ssl_want_read()):
+                        continue
+                    finally:
+                        src.setblocking(True)
+                    if not data:
+                        return
+                    dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            c.close()
+            s.close()
+
+    def _start(self, c):
+        s = socket.create_connection(self.target, timeout=30)
+        self.socks += [c, s]
+        threading.Thread(target=self._pipe, args=(c, s, False), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(s, c, True), daemon=True).start()
 
     def _pipe(self, src, dst, down):
         try:
@@ -457,3 +511,24 @@ class FakeProvision:
         first, last = int(first), min(int(last), len(data) - 1)
         cr = "bytes %d-%d/%d" % (first, last, len(data))
         return response(206, data[first : last + 1], {"Content-Range": cr, "ETag": etag})
+
+
+def make_certs(d):
+    """A throwaway CA and a certificate for IP 127.0.0.1 signed by it, made with openssl.
+    -> {"ca", "cert", "key", "other_ca"} paths (other_ca: a CA that signed nothing)."""
+    d = Path(d)
+
+    def ssl_(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for name in ("ca", "other_ca"):
+        ssl_("req", "-x509", *ec, "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2",
+             "-subj", f"/CN=exoprov test {name}")  # fmt: skip
+    ssl_("req", *ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ssl_("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+         "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
+    return {k: str(d / v) for k, v in
+            (("ca", "ca.pem"), ("cert", "srv.pem"), ("key", "srv.key"),
+             ("other_ca", "other_ca.pem"))}  # fmt: skip
