@@ -9,6 +9,8 @@ Unit-test fakes (CPython, in-process):
     FakeBoard(...)             the board contract in memory: record, slot (asserts the block
                                rule), apply/confirm/rollback log, reset() raises Reset
     response(status, body, headers)  the bytes of one HTTP/1.1 response
+    FakeProvision()            the device procedures in memory behind a connect() factory:
+                               contents, activation answer, scripted faults, request log
 
 Running the real agent (subprocess, both interpreters):
     INTERPS                    ("cpython", "micropython")
