@@ -102,7 +102,7 @@ class Fsm:
                     j = rec["j"] or {}
                     j["tries"] = j.get("tries", 0) + 1
                     log("update", p["id"], "is not running:", e.args[-1])
-                    if j["tries"] >= self.cfg.get("max_boots", 3):  # it never runs: give up
+                    if not rec["j"] or j["tries"] >= self.cfg.get("max_boots", 3):  # give up
                         rec["j"], rec["bad"] = None, "%s:%d" % (p["id"], p["ts"])
                         rec["n"]["rb"] = rec["n"].get("rb", 0) + 1
                     self.save()
