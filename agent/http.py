@@ -164,9 +164,13 @@ class Conn:
         A GET on a kept-alive connection that the server had closed (nothing came back) is
         sent once more on a fresh one; a POST always goes on a fresh connection, so it is
         never sent twice."""
-        if self._s is not None and (method != "GET" or not self._keep or not self.at_end()):
-            self.close()
+        if self._s is not None and (
+            method != "GET" or not self._keep or self._left or self._chunked
+        ):
+            self.close()  # a POST, Connection: close, or a body not read to its end
         host = self.host
+        if ":" in host:  # an IPv6 literal
+            host = "[%s]" % host
         if self.port != (443 if self.tls else 80):
             host = "%s:%d" % (host, self.port)
         req = "%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, path, host)

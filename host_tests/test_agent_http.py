@@ -239,3 +239,12 @@ def test_range_body_delimited_by_close():
     a, net = api(raw + b"extra")
     a.fetch(CIK, "fw", 0, 99, 100)
     assert a.conn.readinto(memoryview(buf)) == 100 and not a.conn.at_end()
+
+
+def test_unread_body_is_not_reused_and_ipv6_host_bracketed():
+    net = FakeNet(response(200, b"0123456789") + response(200, b"x"), response(200, b"y"))
+    c = Conn("::1", 8080, False, 5000, None, connect=net)
+    assert c.request("GET", "/a") == 200
+    assert c.request("GET", "/b") == 200  # the first body was left unread: new connection
+    assert bytes(c.read_all(10)) == b"y" and len(net.socks) == 2
+    assert net.socks[0].closed and b"Host: [::1]:8080\r\n" in net.sent
