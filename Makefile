@@ -32,3 +32,22 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build run .pytest_cache
+
+# Issue 6: faults, power cuts, fuzzing, load and benchmarks (full runs; `make test` runs
+# bounded samples of the first four).
+.PHONY: powercut faults fuzz load bench
+
+powercut: $(STAMP)
+	$(BIN)/python -m tools.powercut
+
+faults: $(STAMP)
+	$(BIN)/python -m tools.faults.scenarios
+
+fuzz: $(STAMP)
+	$(BIN)/python -m tools.fuzz_server --requests 100000
+
+load: $(STAMP)
+	$(BIN)/python -m tools.loadtest
+
+bench: $(STAMP)
+	$(BIN)/python -m tools.bench

@@ -1,0 +1,50 @@
+"""Power cuts (tools/powercut.py), bounded: on CPython with the linux board and in the
+MicroPython unix port with the esp32 board on its fakes, the agent is killed at every store
+save (before and after it, including between receiving the CIK and storing it), at apply and
+confirm, and at a spread of slot writes of a 256 KiB update; after restarts the device holds
+the old or the new image (never a mix), a whole CIK or none, ends up with the new image and
+refetches at most one Range request. `make powercut` cuts at every write."""
+
+import pytest
+
+from tools import powercut
+
+SAMPLE = 40
+
+# (interpreter, text in the failure line) -> why the agent does not survive that cut today.
+KNOWN = {}
+
+
+@pytest.fixture(scope="module", params=["cpython", "micropython"])
+def cut_run(request):
+    ok, total, failures = powercut.run(request.param, sample=SAMPLE, log=lambda *a: None)
+    known = [k for i, k in KNOWN if i == request.param]
+    return ok, total, failures, known
+
+
+def test_sample_covers_every_store_save(cut_run):
+    ok, total, _failures, _known = cut_run
+    assert total >= 30  # all saves, apply, confirm (before and after), plus slot writes
+
+
+def test_every_cut_point_survived(cut_run):
+    ok, total, failures, known = cut_run
+    unknown = [f for f in failures if not any(k in f for k in known)]
+    assert unknown == []
+    assert ok + len(failures) == total
+
+
+def test_known_failures_still_fail(cut_run):
+    # KNOWN documents open agent bugs; a fixed one must be removed from it
+    _ok, _total, failures, known = cut_run
+    fixed = [k for k in known if not any(k in f for f in failures)]
+    assert fixed == []
+
+
+def test_cut_points_of_a_full_update():
+    labels = ["save(unprov)", "save(active,cik)", "slot_write(0,4096)", "slot_apply"]
+    points = powercut.cut_points(labels)
+    assert len(points) == 7  # "before" at each write, "after" too except for slot writes
+    assert [p[1] for p in points if p[0] == 2] == ["before"]
+    sample = powercut.pick_sample(points, 5)
+    assert all(p in sample for p in points if not p[2].startswith("slot_write"))
