@@ -40,6 +40,10 @@ def test_create_list_info_delete(vclient):
     assert vclient.get(url + "b").status_code == 404
     assert vclient.get(url).text == ""
     assert vclient.get("/provision/manage/content/nosuchmodel/").status_code == 400
+    # a blob download names 403 for an invalid vendor/model pair (-latest.md); info stays 404
+    dl = {"download": "true"}
+    assert vclient.get("/provision/manage/content/nosuchmodel/a", params=dl).status_code == 403
+    assert vclient.get("/provision/manage/content/nosuchmodel/a").status_code == 404
 
 
 def test_upload_sets_type_size_timestamp(vclient, blob_model):

@@ -161,8 +161,14 @@ async def get_item(request):
     """GET content/<model>/<id>: info, ?download=true, ?sn=, ?show=groups."""
     srv = request.app[SERVER]
     caller = auth.vendor(srv.store, request)
-    model = _model(request, caller)
     q = query(request)
+    try:
+        model = _model(request, caller)
+    except ApiError as exc:
+        if exc.status == 404 and is_true(q, "download"):
+            # -latest.md: a blob download names 403 for an invalid vendor/model pair
+            raise ApiError(403, "invalid vendor/model pair")
+        raise
     row = _content(srv, model, request.match_info["id"])
     show = one(q, "show")
     if show is not None:
