@@ -17,18 +17,37 @@ KNOWN = {}
 
 @pytest.fixture(scope="module", params=["cpython", "micropython"])
 def cut_run(request):
-    ok, total, failures = powercut.run(request.param, sample=SAMPLE, log=lambda *a: None)
+    ok, total, failures, stats = powercut.run(request.param, sample=SAMPLE, log=lambda *a: None)
     known = [k for i, k in KNOWN if i == request.param]
-    return ok, total, failures, known
+    (st,) = stats.values()
+    return ok, total, failures, known, st
 
 
 def test_sample_covers_every_store_save(cut_run):
-    ok, total, _failures, _known = cut_run
+    _ok, total, _failures, _known, st = cut_run
     assert total >= 30  # all saves, apply, confirm (before and after), plus slot writes
+    labels = st["labels"]
+    assert "before save(activating)" in labels
+    # the cut between receiving the CIK and storing it
+    assert "before save(active,cik)" in labels
+    assert any(lb.startswith("before slot_write") for lb in labels)
+    assert any(lb.startswith("after slot_apply") for lb in labels)
+
+
+def test_lost_cik_recovered_by_regenerate(cut_run):
+    # a CIK received but never stored cannot be fetched again (activation answers it once):
+    # the agent must come back once the operator regenerates, as the spec README says
+    _ok, _total, _failures, _known, st = cut_run
+    assert st["regens"] >= 1
+
+
+def test_refetch_after_a_cut_is_at_most_one_range_request(cut_run):
+    _ok, _total, _failures, _known, st = cut_run
+    assert 0 <= st["max_refetch"] <= powercut.CHUNK
 
 
 def test_every_cut_point_survived(cut_run):
-    ok, total, failures, known = cut_run
+    ok, total, failures, known, _st = cut_run
     unknown = [f for f in failures if not any(k in f for k in known)]
     assert unknown == []
     assert ok + len(failures) == total
@@ -36,7 +55,7 @@ def test_every_cut_point_survived(cut_run):
 
 def test_known_failures_still_fail(cut_run):
     # KNOWN documents open agent bugs; a fixed one must be removed from it
-    _ok, _total, failures, known = cut_run
+    _ok, _total, failures, known, _st = cut_run
     fixed = [k for k in known if not any(k in f for f in failures)]
     assert fixed == []
 

@@ -133,6 +133,7 @@ class Device:
         self.events = self.d / "events.txt"
         self.events.write_text("")
         self.starts = 0
+        self.regens = 0
         fl.install_old(self.d, old)
 
     def close(self):
@@ -186,6 +187,7 @@ def run_flow(dev, cut=-1, mode="before"):
         if rc == RC_EXPIRED:
             # the CIK was lost between receiving and storing it: the operator regenerates
             dev.srv.regenerate(SN)
+            dev.regens += 1
         elif rc not in (RC_RESET, RC_FAIL, *CUT_RCS):
             return f"agent exited {rc}: {dev.last_err.strip().splitlines()[-1:]}"
     tail = " | ".join(dev.last_err.strip().splitlines()[-3:])
@@ -214,21 +216,21 @@ def cut_points(labels):
 
 
 def survive(fl, old, new, k, mode, base_fetched):
+    """-> (problem or None, operator regenerations, bytes fetched again)."""
     dev = Device(fl, old, new)
     try:
         problem = run_flow(dev, k, mode)
+        extra = dev.fetched() - base_fetched
         if problem:
-            return problem
+            return problem, dev.regens, extra
         rec, sha = fl.inspect(dev.d, dev.cfgpath, dev.size)
         if sha != dev.new.sha256:
-            return "the new image is not installed at the end"
-        inst = (rec or {}).get("inst") or {}
-        if inst.get("sha") != dev.new.sha256:
-            return "the record does not name the new image as installed"
-        extra = dev.fetched() - base_fetched
-        if extra > CHUNK:
-            return f"{extra} bytes fetched again (more than one {CHUNK}-byte Range request)"
-        return None
+            problem = "the new image is not installed at the end"
+        elif ((rec or {}).get("inst") or {}).get("sha") != dev.new.sha256:
+            problem = "the record does not name the new image as installed"
+        elif extra > CHUNK:
+            problem = f"{extra} bytes fetched again (more than one {CHUNK}-byte Range request)"
+        return problem, dev.regens, extra
     finally:
         dev.close()
 
@@ -249,7 +251,9 @@ def run(which="both", size=256 * 1024, sample=None, log=print):
     old, new = b"\xe9" + image(size - 1, seed=1), b"\xe9" + image(size - 1, seed=2)
     total = ok = 0
     failures = []
+    stats = {}
     for fl in flavours(which):
+        st = stats[fl.name] = {"points": 0, "regens": 0, "max_refetch": 0, "labels": []}
         t0 = time.monotonic()
         labels, base_fetched = baseline(fl, old, new)
         points = cut_points(labels)
@@ -257,16 +261,22 @@ def run(which="both", size=256 * 1024, sample=None, log=print):
             points = pick_sample(points, sample)
         log(f"powercut: {fl.name}: {len(labels)} writes in a full update of {size} bytes, "
             f"{len(points)} cut points")  # fmt: skip
+        st["labels"] = [f"{mode} {label}" for _k, mode, label in points]
         for k, mode, label in points:
-            problem = survive(fl, old, new, k, mode, base_fetched)
+            problem, regens, extra = survive(fl, old, new, k, mode, base_fetched)
             total += 1
+            st["points"] += 1
+            st["regens"] += bool(regens)
+            st["max_refetch"] = max(st["max_refetch"], extra)
             if problem:
                 failures.append(f"{fl.name} cut {mode} write {k} {label}: {problem}")
                 log("powercut: FAIL " + failures[-1])
             else:
                 ok += 1
-        log(f"powercut: {fl.name}: done in {time.monotonic() - t0:.0f} s")
-    return ok, total, failures
+        log(f"powercut: {fl.name}: {st['regens']} cuts lost a CIK between receiving and "
+            f"storing it (the operator regenerated); most data fetched again after one cut: "
+            f"{st['max_refetch']} bytes; done in {time.monotonic() - t0:.0f} s")  # fmt: skip
+    return ok, total, failures, stats
 
 
 def main(argv=None):
@@ -275,7 +285,7 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=256 * 1024)
     ap.add_argument("--sample", type=int, default=None, help="cut at most N points")
     args = ap.parse_args(argv)
-    ok, total, failures = run(args.interp, args.size, args.sample)
+    ok, total, failures, _stats = run(args.interp, args.size, args.sample)
     print(f"{ok}/{total} cut points survived")
     return 0 if ok == total and total else 1
 
