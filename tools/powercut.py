@@ -150,7 +150,7 @@ class Device:
         p = subprocess.run(
             cmd, cwd=ROOT, env=self.fl.env(self.d), capture_output=True, text=True, timeout=120
         )
-        self.last_err = p.stderr
+        self.last_err = p.stderr + p.stdout  # MicroPython prints tracebacks on stdout
         return p.returncode
 
     def check(self):
@@ -173,23 +173,30 @@ class Device:
 
 
 def run_flow(dev, cut=-1, mode="before"):
-    """Start the agent until it is up to date. -> (problem or None, starts)."""
+    """Start the agent until it is up to date; the power is cut at write `cut` (counted
+    over all starts). -> problem or None."""
     done = 0  # events before the current start
+    cut_seen = cut < 0
     for _ in range(MAX_STARTS):
         local = cut - done if cut >= 0 and cut >= done else -1
         rc = dev.start(local, mode)
         done = dev.n_events()
+        if rc in CUT_RCS:
+            if local < 0:
+                return f"killed with exit {rc} without a cut"
+            cut_seen = True
         problem = dev.check()
         if problem:
             return problem
         if rc == RC_OK:
-            return None
+            # a point never reached would "survive" without being tested
+            return None if cut_seen else f"write {cut} never happened (only {done} writes)"
         if rc == RC_EXPIRED:
             # the CIK was lost between receiving and storing it: the operator regenerates
             dev.srv.regenerate(SN)
             dev.regens += 1
         elif rc not in (RC_RESET, RC_FAIL, *CUT_RCS):
-            return f"agent exited {rc}: {dev.last_err.strip().splitlines()[-1:]}"
+            return f"agent exited {rc}: {dev.last_err.strip().splitlines()[-3:]}"
     tail = " | ".join(dev.last_err.strip().splitlines()[-3:])
     return f"not up to date after {MAX_STARTS} starts (last exit {rc}: {tail})"
 
