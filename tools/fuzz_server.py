@@ -28,30 +28,32 @@ from tools.faults.realserver import ROOT, Fleet, RealServer
 SEEDS = ROOT / "host_tests" / "fuzz_seeds"
 BATCH = 20  # requests per generated example, sent on one keep-alive connection
 
-_PATHS = [
-    "/provision/activate",
-    "/provision/download",
-    "/provision/manage/content/{model}/",
-    "/provision/manage/content/{model}/{cid}",
-    "/provision/manage/group/{model}/",
-    "/provision/manage/group/{model}/{gid}",
-    "/provision/manage/group/{model}/{gid}/",
-    "/provision/manage/model/",
-    "/provision/manage/model/{model}",
-    "/provision/manage/model/{model}/",
-    "/provision/manage/model/{model}/{sn}",
-    "/provision/manage/share/{model}/",
-    "/provision/manage/share/{model}/{vname}",
-    "/provision/register",
-    "/provision/admin/auth/",
-    "/provision/admin/auth/{tid}",
-    "/ip",
-    "/jsonp/register",
-    "/jsonp",
-    "/onep:v1/stack/alias",
-    "/{junk}",
-    "/provision/{junk}",
-]
+# every procedure's path, with the methods the spec gives it (used 4 times in 5)
+_PROCS = {
+    "/provision/activate": "POST",
+    "/provision/download": "GET",
+    "/provision/manage/content/{model}/": "GET POST",
+    "/provision/manage/content/{model}/{cid}": "GET POST DELETE",
+    "/provision/manage/group/{model}/": "GET POST",
+    "/provision/manage/group/{model}/{gid}": "GET DELETE",
+    "/provision/manage/group/{model}/{gid}/": "GET POST DELETE",
+    "/provision/manage/model/": "GET POST",
+    "/provision/manage/model/{model}": "GET PUT DELETE",
+    "/provision/manage/model/{model}/": "GET POST DELETE",
+    "/provision/manage/model/{model}/{sn}": "GET POST DELETE",
+    "/provision/manage/share/{model}/": "GET POST",
+    "/provision/manage/share/{model}/{vname}": "GET DELETE",
+    "/provision/register": "GET POST",
+    "/provision/admin/auth/": "GET POST",
+    "/provision/admin/auth/{tid}": "GET DELETE",
+    "/ip": "GET",
+    "/jsonp/register": "GET",
+    "/jsonp": "GET",
+    "/onep:v1/stack/alias": "GET POST",
+    "/{junk}": "GET",
+    "/provision/{junk}": "GET POST",
+}
+_PATHS = list(_PROCS)
 _KEYS = [
     "vendor", "model", "sn", "id", "id[]", "sn[]", "info", "download", "show", "offset",
     "limit", "type", "status", "shared", "oldsn", "owner", "enable", "disable", "delete",
@@ -126,7 +128,10 @@ def fuzz_request(draw, ctx):
             pick = draw(st.integers(0, 3))
             fill[key] = draw(_text()) if pick == 3 else draw(st.sampled_from(choices))
     path = template.format(**{k: quote(v, safe="") for k, v in fill.items()})
-    method = draw(st.sampled_from(_METHODS))
+    if draw(st.integers(0, 4)):
+        method = draw(st.sampled_from(_PROCS[template].split()))
+    else:
+        method = draw(st.sampled_from(_METHODS))
     values = st.one_of(
         st.sampled_from(
             [ctx.vendor["vendor"], ctx.model, ctx.vendor["rid"], "true"] + ctx.sns + ctx.cids
@@ -142,7 +147,7 @@ def fuzz_request(draw, ctx):
         query = base + query
     headers = {}
     auth = draw(
-        st.sampled_from(["vendor"] * 4 + ["device"] * 2 + ["token-hdr", "bogus", "none", "long"])
+        st.sampled_from(["vendor"] * 7 + ["device"] * 2 + ["token-hdr", "bogus", "none", "long"])
     )
     if auth == "vendor":
         headers["X-Exosite-CIK"] = ctx.vendor["cik"]
@@ -318,36 +323,49 @@ def replay_seeds(sender, stats):
             sender.send(req, stats)
 
 
+ROUND = 10_000  # requests per hypothesis run: its search tree grows with every example
+
+
 def run(srv, ctx, n_requests, database=None, derandomize=False, log=print):
+    """Send about n_requests generated requests (after the seeds); -> Stats.
+    AssertionError (from hypothesis, with the shrunk failing batch) on a 5xx or a crash."""
     stats = Stats()
     sender = Sender(srv.port)
     replay_seeds(sender, stats)
-    examples = max(1, n_requests // BATCH)
     t0 = time.monotonic()
 
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        database=database,
-        derandomize=derandomize,
-        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
-        suppress_health_check=list(HealthCheck),
-        print_blob=True,
-    )
-    @given(st.lists(fuzz_request(ctx), min_size=BATCH, max_size=BATCH))
-    def fuzz(batch):
-        for req in batch:
-            sender.send(req, stats)
-        assert srv.alive(), "server process died"
-        if stats.sent % (BATCH * 10) < BATCH:
-            ctx.refresh(srv)
-        if stats.bad:
-            raise AssertionError(f"5xx answer: {stats.bad[-1]!r}")
-        if stats.sent % 10000 < BATCH:
-            log(f"fuzz: {stats.sent} requests, {time.monotonic() - t0:.0f} s")
+    def one_round(examples):
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=database,
+            derandomize=derandomize,
+            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+            suppress_health_check=list(HealthCheck),
+            print_blob=True,
+        )
+        @given(st.lists(fuzz_request(ctx), min_size=BATCH, max_size=BATCH))
+        def fuzz(batch):
+            for req in batch:
+                sender.send(req, stats)
+            assert srv.alive(), "server process died"
+            if stats.sent % (BATCH * 10) < BATCH:
+                ctx.refresh(srv)
+            if stats.bad:
+                raise AssertionError(f"5xx answer: {stats.bad[-1]!r}")
+            if stats.sent % 10000 < BATCH:
+                log(f"fuzz: {stats.sent} requests, {time.monotonic() - t0:.0f} s")
+
+        fuzz()
 
     try:
-        fuzz()
+        left = n_requests
+        while left > 0:
+            n = min(left, ROUND)
+            one_round(max(1, n // BATCH))
+            left -= n
+            if derandomize:  # the same examples again would add nothing
+                break
     finally:
         sender.close()
     return stats
