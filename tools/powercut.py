@@ -12,7 +12,14 @@ playing the operator when the interrupted activation needs it (regenerate, as th
 says). After every start it checks the installed image is the old or the new one, never a mix,
 and the stored CIK is absent or exactly one the server issued; at the end that the new image is
 installed with the right sha256 and that no more than one Range request of data (one chunk)
-was fetched again because of the cut. Prints `N/N cut points survived`; exit 1 otherwise.
+was fetched again because of the cut.
+
+With the esp32 fakes it also sweeps the fake hardware's own persistent operations (flash
+sector erase and write, NVS set and commit, otadata writes) of every start: the power goes
+before each one, and again with it torn (half a flash write lands): cuts inside a store save
+and inside a slot write, which the board-level count cannot reach (`--no-flash` skips it).
+
+Prints `N/N cut points survived`; exit 1 otherwise.
 """
 
 import argparse
@@ -40,6 +47,8 @@ ESP32_APP = 512 * 1024  # each fake OTA partition
 
 class Flavour:
     """One interpreter + board: how to start the agent and how to inspect the device."""
+
+    flash = False  # cut by the fake ESP32 hardware at its own operations, not the board's
 
     def __init__(self, name, cmd, board):
         self.name, self.cmd, self.board = name, cmd, board
@@ -107,13 +116,22 @@ class Flavour:
         return got["record"], got["sha"]
 
 
-def flavours(which):
+def flavours(which, flash=False):
+    """which: cpython, micropython, both, or esp32-flash (only the hardware-level sweep)."""
+    if which == "esp32-flash":
+        fl = Flavour("micropython/esp32-flash", [str(MICROPYTHON)], "esp32")
+        fl.flash = True
+        return [fl]
     out = []
     if which in ("cpython", "both"):
         out.append(Flavour("cpython/linux", [sys.executable], "linux"))
     if which in ("micropython", "both"):
         board = "esp32" if (ROOT / "host_tests/fakes/esp32.py").exists() else "unix"
         out.append(Flavour(f"micropython/{board}", [str(MICROPYTHON)], board))
+        if board == "esp32" and flash:
+            fl = Flavour("micropython/esp32-flash", [str(MICROPYTHON)], board)
+            fl.flash = True
+            out.append(fl)
     return out
 
 
@@ -172,17 +190,27 @@ class Device:
         return total
 
 
-def run_flow(dev, cut=-1, mode="before"):
-    """Start the agent until it is up to date; the power is cut at write `cut` (counted
-    over all starts). -> problem or None."""
+NOT_REACHED = "not reached"
+
+
+def run_flow(dev, cut=-1, mode="before", hw=None):
+    """Start the agent until it is up to date; the power is cut at board write `cut`
+    (counted over all starts), or with hw=(start, n, mode) by the fake ESP32 hardware itself
+    at its n-th persistent operation of that start. -> problem, NOT_REACHED or None."""
     done = 0  # events before the current start
-    cut_seen = cut < 0
-    for _ in range(MAX_STARTS):
+    cut_seen = cut < 0 and hw is None
+    for i in range(1, MAX_STARTS + 1):
         local = cut - done if cut >= 0 and cut >= done else -1
+        armed = hw is not None and hw[0] == i
+        power = dev.d / "hw" / "power.json"
+        if armed:
+            power.write_text(json.dumps({"at": hw[1], "mode": hw[2]}))
         rc = dev.start(local, mode)
         done = dev.n_events()
+        if armed and power.exists():
+            return NOT_REACHED  # this start made fewer than n persistent operations
         if rc in CUT_RCS:
-            if local < 0:
+            if local < 0 and not armed:
                 return f"killed with exit {rc} without a cut"
             cut_seen = True
         problem = dev.check()
@@ -208,7 +236,7 @@ def baseline(fl, old, new):
         if problem:
             raise RuntimeError(f"{fl.name}: the flow fails without any cut: {problem}")
         labels = dev.events.read_text().splitlines()
-        return labels, dev.fetched()
+        return labels, dev.fetched(), dev.starts
     finally:
         dev.close()
 
@@ -222,11 +250,11 @@ def cut_points(labels):
     return points
 
 
-def survive(fl, old, new, k, mode, base_fetched):
+def survive(fl, old, new, k, mode, base_fetched, hw=None):
     """-> (problem or None, operator regenerations, bytes fetched again)."""
     dev = Device(fl, old, new)
     try:
-        problem = run_flow(dev, k, mode)
+        problem = run_flow(dev, k, mode, hw)
         extra = dev.fetched() - base_fetched
         if problem:
             return problem, dev.regens, extra
@@ -253,16 +281,60 @@ def pick_sample(points, n):
     return sorted(keep)
 
 
-def run(which="both", size=256 * 1024, sample=None, log=print):
+def flash_points(fl, old, new, base_fetched, starts, step, log):
+    """Sweep the fake ESP32's own persistent operations (flash erase and write, NVS set and
+    commit, otadata) of every start: cut before each, and torn (a flash write lands half,
+    anything else lands, then the power goes). Yields (label, problem, regens, extra)."""
+    for start in range(1, starts + 1):
+        n = 0
+        while True:
+            n += 1
+            if n % step:
+                continue
+            reached = True
+            for mode in ("before", "torn"):
+                problem, regens, extra = survive(
+                    fl, old, new, -1, "before", base_fetched, hw=(start, n, mode)
+                )
+                if problem == NOT_REACHED:
+                    reached = False
+                    break
+                yield f"start {start} op {n} {mode}", problem, regens, extra
+            if not reached:
+                log(f"powercut: {fl.name}: start {start} ends before persistent op {n}")
+                break
+
+
+def run(which="both", size=256 * 1024, sample=None, log=print, flash=False, flash_step=None):
+    """-> (survived, total, failure lines, {flavour: stats}). sample: at most that many
+    board-level cut points per flavour; flash_step: cut at every n-th hardware operation
+    (default 1, or 8 with a sample)."""
     # app images: the ESP32 bootloader (and its fake) boots only an image starting with 0xe9
     old, new = b"\xe9" + image(size - 1, seed=1), b"\xe9" + image(size - 1, seed=2)
     total = ok = 0
     failures = []
     stats = {}
-    for fl in flavours(which):
+    for fl in flavours(which, flash):
         st = stats[fl.name] = {"points": 0, "regens": 0, "max_refetch": 0, "labels": []}
         t0 = time.monotonic()
-        labels, base_fetched = baseline(fl, old, new)
+        labels, base_fetched, starts = baseline(fl, old, new)
+        if fl.flash:
+            for label, problem, regens, extra in flash_points(
+                fl, old, new, base_fetched, starts, flash_step or (8 if sample else 1), log
+            ):
+                total += 1
+                st["points"] += 1
+                st["regens"] += bool(regens)
+                st["max_refetch"] = max(st["max_refetch"], extra)
+                if problem:
+                    failures.append(f"{fl.name} {label}: {problem}")
+                    log("powercut: FAIL " + failures[-1])
+                else:
+                    ok += 1
+            log(f"powercut: {fl.name}: {st['points']} cut points, most data fetched again "
+                f"after one cut: {st['max_refetch']} bytes; done in "
+                f"{time.monotonic() - t0:.0f} s")  # fmt: skip
+            continue
         points = cut_points(labels)
         if sample:
             points = pick_sample(points, sample)
@@ -288,11 +360,18 @@ def run(which="both", size=256 * 1024, sample=None, log=print):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="powercut", description=__doc__.split("\n")[0])
-    ap.add_argument("--interp", choices=("cpython", "micropython", "both"), default="both")
+    ap.add_argument(
+        "--interp", choices=("cpython", "micropython", "both", "esp32-flash"), default="both"
+    )
     ap.add_argument("--size", type=int, default=256 * 1024)
     ap.add_argument("--sample", type=int, default=None, help="cut at most N points")
+    ap.add_argument(
+        "--no-flash", action="store_true",
+        help="skip the sweep over the fake ESP32's own flash/NVS operations",
+    )  # fmt: skip
     args = ap.parse_args(argv)
-    ok, total, failures, _stats = run(args.interp, args.size, args.sample)
+    flash = not args.no_flash
+    ok, total, failures, _stats = run(args.interp, args.size, args.sample, flash=flash)
     print(f"{ok}/{total} cut points survived")
     return 0 if ok == total and total else 1
 
