@@ -156,7 +156,7 @@ class Bench:
         return path, h.hexdigest()
 
     # -- agent ---------------------------------------------------------------------------
-    def agent_run(self, heap_k, timeout=600):
+    def agent_run(self, heap_k, timeout=600, **extra):
         """One full flow of the agent under MicroPython. -> (ok, seconds downloading, log)."""
         d = Path(tempfile.mkdtemp(dir=self.tmp))
         cfg = {
@@ -164,6 +164,7 @@ class Bench:
             "sn": self.new_sn(), "board": "unix", "state_dir": str(d / "state"),
             "install_path": str(d / "installed.bin"), "once": True, "report": False,
         }  # fmt: skip
+        cfg.update(extra)
         (d / "config.json").write_text(json.dumps(cfg))
         cmd = [str(MICROPYTHON), "-X", f"heapsize={heap_k}K", "-m", "agent"]
         cmd.append(str(d / "config.json"))
@@ -234,11 +235,16 @@ def bench_download(b, heap_k):
     agent = b.size / secs
     log(f"agent (MicroPython unix port, heap {heap_k}K, 64 KiB Range requests, 4 KiB buffer): "
         f"{mib:.0f} MiB in {secs:.2f} s = {fmt_rate(b.size, secs)}")  # fmt: skip
+    ok4, secs4, _lines = b.agent_run(heap_k, chunk=4096)
     ok, rsecs, out = b.requests_run(heap_k)
     if ok:
         log(f"requests (micropython-lib, frozen, heap {heap_k}K, 4 KiB Range requests): "
             f"{mib:.0f} MiB in {rsecs:.2f} s = {fmt_rate(b.size, rsecs)}; "
             f"agent/requests = {agent / (b.size / rsecs):.2f}x")  # fmt: skip
+        if ok4:
+            log(f"agent with 4 KiB Range requests too (config chunk=4096): {mib:.0f} MiB in "
+                f"{secs4:.2f} s = {fmt_rate(b.size, secs4)}; same-size-request ratio "
+                f"agent/requests = {rsecs / secs4:.2f}x")  # fmt: skip
     else:
         log(f"requests: FAILED at heap {heap_k}K: {out.strip().splitlines()[-1:]}")
     cr = b.curl_run()
