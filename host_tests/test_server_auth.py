@@ -1,7 +1,7 @@
 """The authorization matrix: credentials, vendor isolation, shares, tokens, registration."""
 
 import pytest
-from test_server_kit import activate, add_sn, device, enable, lines, new_model
+from serverkit import activate, add_sn, device, enable, lines, new_model
 
 # (method, path template, form) of every vendor procedure; {m} = model
 VENDOR_ROUTES = [

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from conftest import ROOT, Server, exoprov
-from test_server_kit import add_content, device, new_model
+from serverkit import add_content, device, new_model
 
 
 def _stop(srv, sig):

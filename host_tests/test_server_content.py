@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from test_server_kit import add_content, add_sn, device, lines, new_model
+from serverkit import add_content, add_sn, device, lines, new_model
 
 BLOB = bytes(range(256)) * 4  # 1024 bytes
 

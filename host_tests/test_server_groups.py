@@ -1,6 +1,6 @@
 """Groups and their members: form and CSV bodies, filters, pagination, nesting lists."""
 
-from test_server_kit import lines, new_model
+from serverkit import lines, new_model
 
 CSV = {"Content-Type": "text/csv; charset=utf-8"}
 

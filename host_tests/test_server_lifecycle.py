@@ -1,38 +1,11 @@
 """The device lifecycle table of spec/README.md, row by row, against the real server."""
 
-import itertools
 import json
 import re
 import time
 
 from conftest import exoprov
-
-_n = itertools.count(1)
-HEX40 = re.compile(r"[0-9a-f]{40}")
-
-
-def new_model(s, code="tmpl"):
-    name = f"m{next(_n)}"
-    r = s.post("/provision/manage/model/", data={"model": name, "code": code})
-    assert r.status_code == 205, r.text
-    return name
-
-
-def add_sn(s, model, sn, extra=""):
-    r = s.post(f"/provision/manage/model/{model}/", data={"sn": sn, "extra": extra})
-    assert r.status_code == 205, r.text
-
-
-def enable(s, model, sn, owner):
-    r = s.post(f"/provision/manage/model/{model}/{sn}", data={"enable": "true", "owner": owner})
-    assert r.status_code == 200, r.text
-    assert r.headers["Content-Type"].startswith("text/csv")
-    return r.text.strip()
-
-
-def activate(server, vendor, model, sn):
-    with server.session() as s:
-        return s.post("/provision/activate", data={"vendor": vendor, "model": model, "sn": sn})
+from serverkit import HEX40, activate, add_sn, enable, new_model
 
 
 def sn_info(s, model, sn):

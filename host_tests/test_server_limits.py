@@ -9,7 +9,7 @@ import json
 import socket
 import time
 
-from test_server_kit import activate, add_content, add_sn, new_model
+from serverkit import activate, add_content, add_sn, new_model
 
 
 def raw_request(server, data, timeout=5.0):

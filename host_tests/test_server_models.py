@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from test_server_kit import activate, add_sn, enable, lines, new_model
+from serverkit import activate, add_sn, enable, lines, new_model
 
 M = "/provision/manage/model/"
 JS = {"Content-Type": "application/javascript; charset=utf-8"}

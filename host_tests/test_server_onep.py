@@ -6,7 +6,7 @@ import socket
 import time
 from urllib.parse import parse_qs
 
-from test_server_kit import device, new_model
+from serverkit import device, new_model
 
 ALIAS = "/onep:v1/stack/alias"
 

@@ -22,6 +22,7 @@ def add_sn(s, model, sn, extra=""):
 def enable(s, model, sn, owner):
     r = s.post(f"/provision/manage/model/{model}/{sn}", data={"enable": "true", "owner": owner})
     assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("text/csv")
     return r.text.strip()
 
 
