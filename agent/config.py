@@ -20,6 +20,7 @@ _SPEC = (
     ("poll", int, 3600),
     ("retry", int, 900),
     ("timeout", int, 30),
+    ("min_rate", int, 512),
     ("chunk", int, 65536),
     ("buffer", int, 4096),
     ("max_boots", int, 3),
@@ -70,8 +71,8 @@ def load(path):
             raise BadConfig(
                 "%s: must be a %s" % (key, "non-empty string" if typ is str else typ.__name__)
             )
-        elif typ is int and v <= 0:
-            raise BadConfig(key + ": must be positive")
+        elif typ is int and (v < 0 or not v and key != "min_rate"):  # min_rate 0: no floor
+            raise BadConfig(key + (": must not be negative" if v < 0 else ": must be positive"))
     try:
         cfg["_url"] = parse_url(cfg["server"])
     except ValueError as e:

@@ -11,6 +11,12 @@ from agent.compat import const, ticks_diff
 _LINE = const(1024)  # longest status/header/chunk-size line accepted
 _NHDR = const(32)  # most headers accepted in one response
 _RBUF = const(256)  # read-ahead for status line and headers
+# The throughput floor (min_rate) is judged on the average since the body began, and only
+# after its first 2 s: TCP slow start, a server's first disk read or a radio waking up may
+# hold the first bytes back, and once a body runs, bytes received earlier absorb a short
+# pause later. A trickle below the floor is cut about 2 s into the body (an exchange shorter
+# than that is bounded by its deadline anyway), not at the deadline a minute later.
+_GRACE = const(2000)
 _KEEP = ("content-length", "transfer-encoding", "connection", "content-range", "etag")
 _SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 
@@ -46,6 +52,7 @@ def connect(host, port, tls, timeout_ms, ca=None):
             s = _tls(s, host, ca)
         if hasattr(s, "makefile") and hasattr(s, "recv_into"):  # CPython: an unbuffered raw
             f = s.makefile("rwb", 0)  # file reads what is there (so does MicroPython's socket)
+            f.set_timeout = s.settimeout  # Conn._io bounds each blocking wait with it
             s.close()  # the file keeps the descriptor until it is closed itself
             return f
         s.setblocking(False)  # MicroPython: see Conn._io()
@@ -95,6 +102,7 @@ class Conn:
     def __init__(self, host, port, tls=False, timeout_ms=30000, ticks_ms=None, connect=connect):
         self.host, self.port, self.tls = host, port, tls
         self.ca = None
+        self.min_rate = 0  # bytes/s a body must keep up after _GRACE; 0: no floor
         self._connect = connect
         self._timeout = timeout_ms
         self._ticks = ticks_ms
@@ -102,7 +110,8 @@ class Conn:
         self._buf = bytearray(_RBUF)
         self._pos = self._end = self._left = self._chunked = 0
         self._keep = self.sent = self._rx = False
-        self._deadline = 0
+        self._deadline = self._got = 0
+        self._t0 = None  # ticks when the body began (None: not reading a body)
         self.status = 0
         self.headers = {}
 
@@ -118,10 +127,35 @@ class Conn:
     def _io(self, write, buf):
         # One read or write. The default connect() leaves MicroPython sockets non-blocking
         # (their blocking readinto waits for a full buffer): None means "wait in poll()".
+        # Every wait ends 1 ms past the exchange deadline or the throughput floor, whichever
+        # comes first, so a stall is cut there and not a whole timeout later.
         while True:
-            if self._ticks and ticks_diff(self._ticks(), self._deadline) > 0:
-                raise OSError("exchange deadline passed")
-            n = self._s.write(buf) if write else self._s.readinto(buf)
+            wait = self._timeout
+            if self._ticks:
+                now = self._ticks()
+                wait = ticks_diff(self._deadline, now)
+                if wait < 0:
+                    raise OSError("exchange deadline passed")
+                if self.min_rate and self._t0 is not None and not write:
+                    # ms left until the bytes received are fewer than min_rate * elapsed
+                    # (in whole seconds past 1 MiB: got * 1000 stays a small int on 32-bit
+                    # ports, so the download loop allocates nothing)
+                    t = self._got
+                    t = t * 1000 // self.min_rate if t < 0x100000 else t // self.min_rate * 1000
+                    t = (t if t > _GRACE else _GRACE) - ticks_diff(now, self._t0)
+                    if t < 0:
+                        raise OSError("body slower than %d B/s" % self.min_rate)
+                    wait = t if t < wait else wait
+                wait += 1
+            st = getattr(self._s, "set_timeout", None)
+            if st:  # CPython: a blocking file with a socket timeout
+                st(wait / 1000)
+            try:
+                n = self._s.write(buf) if write else self._s.readinto(buf)
+            except OSError as e:
+                if st and self._ticks and isinstance(e, TimeoutError):
+                    continue  # the wait ended at a bound: the checks above name it
+                raise
             if n is not None:
                 return n
             import select
@@ -130,7 +164,7 @@ class Conn:
                 self._p = select.poll()
                 self._p.register(self._s)
             self._p.modify(self._s, select.POLLOUT if write else select.POLLIN)
-            if not self._p.poll(self._timeout):
+            if not self._p.poll(wait) and not self._ticks:
                 raise OSError(110)  # ETIMEDOUT
 
     def _line(self):
@@ -186,6 +220,7 @@ class Conn:
         while True:
             fresh = self._s is None
             self._rx = False
+            self._t0 = None
             if self._ticks:
                 self._deadline = self._ticks() + self._timeout
             try:
@@ -229,6 +264,7 @@ class Conn:
         else:
             raise ProtocolError("too many interim answers")
         self.status, self.headers = status, h
+        self._got, self._t0 = 0, self._ticks and self._ticks()  # the body begins
         self._keep = parts[0] == b"HTTP/1.1" and h.get("connection", "").lower() != "close"
         self._left = self._chunked = 0
         te = h.get("transfer-encoding")
@@ -282,6 +318,7 @@ class Conn:
                         raise ProtocolError("connection closed mid-body")
                     self.close()  # body delimited by the server closing
                     return 0
+            self._got += n
             if self._left > 0:
                 self._left -= n
                 if not self._left and not self._chunked and not self._keep:

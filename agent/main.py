@@ -44,7 +44,7 @@ def main(argv=None):
     compat.level = cfg["log"]
     tls, host, port = cfg["_url"]
     conn = Conn(host, port, tls, cfg["timeout"] * 1000, board.ticks_ms)
-    conn.ca = cfg["ca_file"]
+    conn.ca, conn.min_rate = cfg["ca_file"], cfg["min_rate"]
     fsm = Fsm(board, Api(conn, cfg["vendor"], cfg["model"]), cfg, mv)
     if cfg["version"] and not fsm.rec["inst"]:
         fsm.rec["inst"] = {"id": None, "ver": cfg["version"], "sha": None, "ts": 0}

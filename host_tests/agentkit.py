@@ -6,6 +6,8 @@ Unit-test fakes (CPython, in-process):
     FakeNet(*responses)        connect factory for agent.http.Conn: each connect() returns the
                                next FakeSock; .socks lists them, .calls the (host, port, tls)
     FakeClock()                ticks_ms()/sleep_ms(): time only moves when slept or advanced
+    TimedSock(clock, pieces, ms)  a CPython-style socket file on a FakeClock: each read takes
+                               `ms` and gives the next piece; None stalls; honours set_timeout
     FakeBoard(...)             the board contract in memory: record, slot (asserts the block
                                rule), apply/confirm/rollback log, reset() raises Reset
     response(status, body, headers)  the bytes of one HTTP/1.1 response
@@ -124,6 +126,39 @@ class FakeClock:
     def sleep_ms(self, ms):
         self.sleeps.append(ms)
         self.now += ms
+
+
+class TimedSock(FakeSock):
+    """A socket file as agent.http.connect() makes it on CPython, on a FakeClock: Conn calls
+    set_timeout(seconds) before each read; a read takes `ms` of clock time and returns the
+    next of `pieces` (b"" or none left: end of stream); a None piece never arrives (a stall).
+    A read longer than the timeout runs the clock to the timeout and raises TimeoutError, as
+    a socket timeout does. .timeouts lists what Conn set, in ms."""
+
+    def __init__(self, clock, pieces, ms):
+        super().__init__()
+        self.clock, self.pieces, self.ms = clock, list(pieces), ms
+        self.timeouts = []
+
+    def set_timeout(self, seconds):
+        self.timeouts.append(round(seconds * 1000))
+
+    def readinto(self, buf):
+        assert not self.closed, "read on a closed socket"
+        self.reads += 1
+        piece = self.pieces[0] if self.pieces else b""
+        took = self.ms if piece is not None else float("inf")
+        if took > self.timeouts[-1]:
+            self.clock.now += self.timeouts[-1]
+            raise TimeoutError("timed out")
+        self.clock.now += took
+        n = min(len(buf), len(piece))
+        buf[:n] = piece[:n]
+        if self.pieces:
+            self.pieces[0] = piece[n:]
+            if not self.pieces[0]:
+                self.pieces.pop(0)
+        return n
 
 
 class Reset(Exception):

@@ -1,7 +1,7 @@
 """agent.http and agent.api on fake sockets: exact request bytes, scripted answers."""
 
 import pytest
-from agentkit import FakeClock, FakeNet, chunked, response
+from agentkit import FakeClock, FakeNet, TimedSock, chunked, response
 
 from agent import api as A
 from agent.config import parse_url
@@ -221,6 +221,91 @@ def test_deadline_per_exchange():
     c = Conn("h", 80, False, 5000, clock.ticks_ms, connect=net)
     with pytest.raises(OSError, match="deadline"):
         A.Api(c, "v", "m").list(CIK)
+
+
+def timed(pieces, ms, min_rate=512, timeout=30000, ahead=False, length=None):
+    """A Conn on a TimedSock: the head arrives in the first read (with the first piece of the
+    body if `ahead`), then the `pieces` of the body one per read of `ms` each; Content-Length
+    is `length`, else the pieces' total. -> (conn, sock, clock)"""
+    clock = FakeClock()
+    body = b"".join(p for p in pieces if p)
+    pieces = [response(200, b"", {"Content-Length": str(length or len(body))})] + pieces
+    if ahead:
+        pieces[:2] = [pieces[0] + pieces[1]]
+    sock = TimedSock(clock, pieces, ms)
+    c = Conn("h", 80, False, timeout, clock.ticks_ms, connect=lambda *a: sock)
+    c.min_rate = min_rate
+    return c, sock, clock
+
+
+def drain(c):
+    """Read the body to its end -> bytes; errors propagate."""
+    out, mv = bytearray(), memoryview(bytearray(4096))
+    while n := c.readinto(mv):
+        out += mv[:n]
+    return bytes(out)
+
+
+def test_trickle_below_the_floor_is_cut_after_the_grace_period():
+    # 64 bytes every 250 ms = 256 B/s against a 512 B/s floor, 30 s deadline
+    c, sock, clock = timed([b"x" * 64] * 1024, 250)
+    assert c.request("GET", "/blob", (("X-Exosite-CIK", CIK),)) == 200
+    t0 = clock.now  # the body begins once the head is read
+    with pytest.raises(OSError) as e:
+        drain(c)
+    # at 2 s the 512 bytes received are exactly the floor; the wait ends 1 ms later
+    assert clock.now - t0 == 2001
+    assert str(e.value) == "body slower than 512 B/s" and CIK not in str(e.value)
+    assert sock.closed and c._s is None
+
+
+@pytest.mark.parametrize("min_rate,cut_at", [(512, None), (0, None), (513, 2246)])
+def test_a_body_just_above_the_floor_is_not_cut_one_byte_per_second_more_is(min_rate, cut_at):
+    # 128 bytes every 250 ms (512 B/s) for 16 s, one piece ahead: received / elapsed stays
+    # above 512 B/s at every instant (bytes come in bursts: at exactly 512 B/s on average it
+    # would dip below between them)
+    c, sock, clock = timed([b"y" * 128] * 64, 250, min_rate, ahead=True)
+    c.request("GET", "/blob")
+    t0 = clock.now
+    if cut_at is None:
+        assert drain(c) == b"y" * 8192 and clock.now - t0 == 63 * 250
+    else:
+        # at 2 s, 1152 bytes are 2245 ms of 513 B/s: cut 1 ms past that, while waiting
+        with pytest.raises(OSError, match="body slower than 513 B/s"):
+            drain(c)
+        assert clock.now - t0 == cut_at and sock.closed
+
+
+@pytest.mark.parametrize("min_rate", [512, 0])
+def test_a_stall_is_cut_at_the_deadline_not_a_timeout_later(min_rate):
+    # 4 KiB every 250 ms for 4 s, then nothing: the floor (64 KiB at 512 B/s = 128 s) is far,
+    # the exchange's 5 s deadline is not; no wait may reach past it
+    c, sock, clock = timed([b"z" * 4096] * 16 + [None], 250, min_rate, 5000, length=1 << 20)
+    start = clock.now
+    c.request("GET", "/blob")
+    with pytest.raises(OSError, match="exchange deadline passed"):
+        drain(c)
+    assert clock.now - start == 5001 and sock.closed
+    assert sock.timeouts[-1] == 5000 - 250 * 17 + 1  # the last wait: what was left, + 1 ms
+
+
+def test_a_stall_early_in_the_body_is_cut_by_the_floor():
+    c, sock, clock = timed([b"w" * 100, None], 250, timeout=60000, length=65536)
+    c.request("GET", "/blob")
+    t0 = clock.now
+    with pytest.raises(OSError, match="512 B/s"):
+        drain(c)
+    assert clock.now - t0 == 2001 and sock.closed
+
+
+def test_a_stall_before_the_head_is_cut_at_the_deadline():
+    clock = FakeClock()
+    sock = TimedSock(clock, [None], 10)
+    c = Conn("h", 80, False, 5000, clock.ticks_ms, connect=lambda *a: sock)
+    c.min_rate = 512
+    with pytest.raises(OSError, match="deadline"):
+        c.request("GET", "/x")
+    assert clock.now == 1000 + 5001 and sock.timeouts == [5001, 5001]  # write, then read
 
 
 def test_1xx_204_and_headers_case_insensitive():

@@ -20,6 +20,8 @@ BASE = {"server": "http://127.0.0.1:9", "vendor": "v", "model": "m", "sn": "s"}
         ({"model": ""}, "model"),
         ({"once": "yes"}, "once"),
         ({"poll": 0}, "poll"),
+        ({"min_rate": -1}, "min_rate"),
+        ({"min_rate": 1.5}, "min_rate"),
         ({"chunk": 5000}, "chunk"),
         ({"buffer": 1000, "chunk": 3000}, "buffer"),
         ({"board": "nosuch"}, "board"),
