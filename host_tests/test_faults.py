@@ -26,7 +26,8 @@ def test_table_covers_the_issue():
     names = {n for n, _s, _e in scenarios.SCENARIOS}
     for want in ("drop-mid-body", "truncate", "stall-first-byte", "trickle-200Bps",
                  "200-to-range", "cr-wrong-start", "cr-wrong-total", "more-bytes-than-asked",
-                 "5xx-burst-download", "content-replaced-mid-download"):  # fmt: skip
+                 "5xx-burst-download", "content-replaced-mid-download",
+                 "trickle-below-floor", "trickle-floor-off-deadline"):  # fmt: skip
         assert want in names
     assert sum(n.startswith("cr-malformed-") for n in names) >= 10
 

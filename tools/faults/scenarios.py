@@ -12,7 +12,12 @@ tools/faults/faultserver.py scripted with one fault per scenario, and prints
 - "refused": the agent refused the content and the old image is still installed.
 Slow answers (a stall, a trickle slower than the read timeout would notice) must be cut by the
 agent's per-exchange deadline: the agent's `timeout` is 2 s here, so a trickled 64 KiB answer
-that would take minutes ends in seconds; the time to the retry is printed.
+that would take minutes ends in seconds; the time to the retry is printed. A scenario may also
+set (keys starting with `_` in its script): `_config`, agent configuration for it alone;
+`_cut`, the most seconds from the slow request to the next one (the deadline or the
+throughput floor must cut it by then, not a read timeout later); `_log`, text the agent's
+log must hold (which bound cut it). The floor scenarios run with `timeout` 30 s, so only
+the agent's `min_rate` (512 B/s by default) can cut a 300 B/s trickle within seconds.
 """
 
 import argparse
@@ -69,10 +74,20 @@ SCENARIOS = [
     ("drop-mid-body", {"blob": [("drop", 1000)]}, "applied"),
     ("drop-second-chunk", {"blob": ["ok", ("drop", 30000)]}, "applied"),
     ("truncate", {"blob": [("truncate", 5000)]}, "applied"),
-    ("stall-first-byte", {"blob": [("stall", 60)] * 2}, "applied"),
+    ("stall-first-byte", {"blob": [("stall", 60)] * 2, "_cut": TIMEOUT_S + 0.7,
+                          "_log": "exchange deadline passed"}, "applied"),
     ("stall-activate", {"activate": [("stall", 60)]}, "applied"),
     ("trickle-200Bps", {"blob": [("trickle", 200)] * 2}, "applied"),
-    ("trickle-under-read-timeout", {"blob": [("trickle", 0.7)] * 2}, "applied"),
+    ("trickle-under-read-timeout", {"blob": [("trickle", 0.7)] * 2, "_cut": TIMEOUT_S + 0.7,
+                                    "_log": "exchange deadline passed"}, "applied"),
+    ("trickle-below-floor", {"blob": [("trickle", 300)], "_config": {"timeout": 30},
+                             "_cut": 10, "_log": "body slower than 512 B/s"}, "applied"),
+    ("trickle-below-floor-twice", {"blob": [("trickle", 100)] * 2, "_cut": 10,
+                                   "_config": {"timeout": 30, "min_rate": 1000},
+                                   "_log": "body slower than 1000 B/s"}, "burst"),
+    ("trickle-floor-off-deadline", {"blob": [("trickle", 300)], "_cut": 4 + 0.7,
+                                    "_config": {"timeout": 4, "min_rate": 0},
+                                    "_log": "exchange deadline passed"}, "applied"),
     ("200-to-range", {"blob": ["range200"]}, "applied"),
     ("cr-wrong-start", {"blob": [("cr_start", 4096)]}, "applied"),
     ("cr-wrong-start-later", {"blob": ["ok", ("cr_start", -4096)]}, "applied"),
@@ -115,6 +130,8 @@ class Result:
 
 def run_one(name, script, expect, interp):
     res = Result(name, interp)
+    opts = {k: v for k, v in script.items() if k.startswith("_")}
+    script = {k: v for k, v in script.items() if not k.startswith("_")}
     d = Path(tempfile.mkdtemp(prefix="faults-"))
     srv = FaultServer()
     try:
@@ -130,6 +147,7 @@ def run_one(name, script, expect, interp):
             "state_dir": str(d / "state"), "install_path": str(d / "installed.bin"),
             "version": "1", "timeout": TIMEOUT_S, "poll": 3600, "retry": 900,
         }  # fmt: skip
+        cfg.update(opts.get("_config", {}))
         (d / "config.json").write_text(json.dumps(cfg))
         exe = sys.executable if interp == "cpython" else str(MICROPYTHON)
         cmd = [exe, "tools/faults/faultlaunch.py", str(d / "config.json"), str(d / "sleeps")]
@@ -155,6 +173,10 @@ def run_one(name, script, expect, interp):
         old_sha = hashlib.sha256(old).hexdigest()
         res.cut_s = _cut_time(srv)
         res.problem = _judge(expect, res, out, installed, old_sha, new, srv)
+        if not res.problem and opts.get("_log") and opts["_log"] not in out:
+            res.problem = f"the log does not say {opts['_log']!r}"
+        if not res.problem and opts.get("_cut") and not (res.cut_s or 99) <= opts["_cut"]:
+            res.problem = f"slow answer cut after {res.cut_s} s, not within {opts['_cut']} s"
         return res
     finally:
         srv.stop()
