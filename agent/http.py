@@ -136,16 +136,17 @@ class Conn:
                 wait = ticks_diff(self._deadline, now)
                 if wait < 0:
                     raise OSError("exchange deadline passed")
-                if self.min_rate and self._t0 is not None and not write:
+                r = self.min_rate
+                if r and self._t0 is not None and not write:
                     # ms left until the bytes received are fewer than min_rate * elapsed
                     # (in whole seconds past 1 MiB: got * 1000 stays a small int on 32-bit
                     # ports, so the download loop allocates nothing)
                     t = self._got
-                    t = t * 1000 // self.min_rate if t < 0x100000 else t // self.min_rate * 1000
-                    t = (t if t > _GRACE else _GRACE) - ticks_diff(now, self._t0)
+                    t = max(t * 1000 // r if t < 0x100000 else t // r * 1000, _GRACE)
+                    t -= ticks_diff(now, self._t0)
                     if t < 0:
-                        raise OSError("body slower than %d B/s" % self.min_rate)
-                    wait = t if t < wait else wait
+                        raise OSError("body slower than %d B/s" % r)
+                    wait = min(wait, t)
                 wait += 1
             st = getattr(self._s, "set_timeout", None)
             if st:  # CPython: a blocking file with a socket timeout

@@ -264,7 +264,7 @@ def mpy(tmp_path_factory):
     return d
 
 
-# The smallest heap measured for this flow is 48-50 KiB (test_agent_memory.py bisects it);
+# The smallest heap measured for this flow is 48-50 KiB (`make bench` bisects it);
 # 56 KiB keeps a margin so that this test catches memory regressions without being flaky.
 # 16 KiB is what issue 3 asks for and is not reached: on the 64-bit unix port the agent's
 # .mpy code alone, loaded into the heap, takes ~29 KiB of it (about 100 bytes per function
