@@ -114,7 +114,7 @@ def download(api, board, rec, cand, mv, save, chunk, unverified=False):
     save()
     try:
         board.slot_apply()
-    except BaseException:
+    except Exception:  # not BaseException: an interrupt is not the board refusing the image
         rec["pend"] = rec["j"] = None
         rec["bad"] = "%s:%d" % (cid, ts)  # the board refused this image: not again
         save()
