@@ -1,19 +1,16 @@
 """Shared fixtures: the real server on a free loopback port, vendors, HTTP sessions."""
 
 import itertools
-import json
 import os
-import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-_LISTEN = re.compile(r"listening on (http://[0-9.]+:(\d+))")
+from tools.server.launch import ROOT, ServerProcess
+
 _names = itertools.count(1)
 
 
@@ -25,54 +22,20 @@ def exoprov(*args, check=True, **kw):
     )
 
 
-class Server:
-    """One `exoprov server` process on 127.0.0.1 with its own database."""
+class Server(ServerProcess):
+    """One `exoprov server` process on 127.0.0.1 with its own database in `tmp`."""
 
     def __init__(self, tmp: Path, *extra):
-        self.dir = tmp
-        self.db = tmp / "exoprov.db"
-        cmd = [sys.executable, "-m", "tools.cli", "server", "--db", str(self.db)]
-        cmd += ["--host", "127.0.0.1", "--port", "0", *map(str, extra)]
-        self.log = open(tmp / "server.log", "w+")
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log, text=True
-        )
-        deadline = time.monotonic() + 30
-        line = ""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            m = _LISTEN.search(line)
-            if m:
-                self.url, self.port = m.group(1), int(m.group(2))
-                self.host = "127.0.0.1"
-                return
-        self.stop()
-        self.log.seek(0)
-        raise RuntimeError(f"server did not start: {line!r}\n{self.log.read()}")
+        super().__init__(*extra, workdir=tmp)
+        self.host = "127.0.0.1"
 
     def add_vendor(self, name=None):
         """Create a vendor with the admin command; returns {"vendor", "cik", "rid"}."""
-        name = name or f"vendor{os.getpid()}x{next(_names)}"
-        out = exoprov("admin", "add-vendor", name, "--db", self.db).stdout
-        return json.loads(out)
+        return super().add_vendor(name or f"vendor{os.getpid()}x{next(_names)}")
 
     def session(self, cik=None, token=None, vendor=None):
         """A keep-alive requests.Session whose URLs are relative to this server."""
         return Client(self.url, cik=cik, token=token, vendor=vendor)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
-        self.log.close()
 
 
 class Client(requests.Session):

@@ -4,86 +4,14 @@ Also the few vendor calls those tools need to set up a model, serial numbers and
 """
 
 import hashlib
-import json
 import os
-import re
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-_LISTEN = re.compile(r"listening on (http://[0-9.]+:(\d+))")
+from tools.server.launch import ROOT, ServerProcess
 
-
-class RealServer:
-    def __init__(self, *extra, workdir=None):
-        self._tmp = None
-        if workdir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="exoprov-")
-            workdir = self._tmp.name
-        self.dir = Path(workdir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.db = self.dir / "exoprov.db"
-        cmd = [sys.executable, "-m", "tools.cli", "server", "--db", str(self.db)]
-        cmd += ["--host", "127.0.0.1", "--port", "0", *map(str, extra)]
-        self.logpath = self.dir / "server.log"
-        self._log = open(self.logpath, "w+")
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, text=True
-        )
-        deadline = time.monotonic() + 30
-        line = ""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            m = _LISTEN.search(line)
-            if m:
-                self.url, self.port = m.group(1), int(m.group(2))
-                return
-        self.stop()
-        raise RuntimeError(f"server did not start: {line!r}\n{self.log_text()}")
-
-    def log_text(self):
-        try:
-            return self.logpath.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def add_vendor(self, name):
-        cmd = [sys.executable, "-m", "tools.cli", "admin", "add-vendor", name]
-        cmd += ["--db", str(self.db)]
-        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
-        if out.returncode:
-            raise RuntimeError(f"add-vendor failed: {out.stderr.strip()}")
-        return json.loads(out.stdout)
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
-        self._log.close()
-        if self._tmp:
-            self._tmp.cleanup()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+RealServer = ServerProcess  # the name fuzz, load and bench use
+__all__ = ["ROOT", "Fleet", "RealServer"]
 
 
 class Fleet:
