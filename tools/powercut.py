@@ -311,9 +311,17 @@ def run(which="both", size=256 * 1024, sample=None, log=print, flash=False, flas
     (default 1, or 8 with a sample)."""
     # app images: the ESP32 bootloader (and its fake) boots only an image starting with 0xe9
     old, new = b"\xe9" + image(size - 1, seed=1), b"\xe9" + image(size - 1, seed=2)
-    total = ok = 0
     failures = []
     stats = {}
+
+    def tally(fl, st, label, problem, regens, extra):
+        st["points"] += 1
+        st["regens"] += bool(regens)
+        st["max_refetch"] = max(st["max_refetch"], extra)
+        if problem:
+            failures.append(f"{fl.name} {label}: {problem}")
+            log("powercut: FAIL " + failures[-1])
+
     for fl in flavours(which, flash):
         st = stats[fl.name] = {"points": 0, "regens": 0, "max_refetch": 0, "labels": []}
         t0 = time.monotonic()
@@ -322,15 +330,7 @@ def run(which="both", size=256 * 1024, sample=None, log=print, flash=False, flas
             for label, problem, regens, extra in flash_points(
                 fl, old, new, base_fetched, starts, flash_step or (8 if sample else 1), log
             ):
-                total += 1
-                st["points"] += 1
-                st["regens"] += bool(regens)
-                st["max_refetch"] = max(st["max_refetch"], extra)
-                if problem:
-                    failures.append(f"{fl.name} {label}: {problem}")
-                    log("powercut: FAIL " + failures[-1])
-                else:
-                    ok += 1
+                tally(fl, st, label, problem, regens, extra)
             log(f"powercut: {fl.name}: {st['points']} cut points, most data fetched again "
                 f"after one cut: {st['max_refetch']} bytes; done in "
                 f"{time.monotonic() - t0:.0f} s")  # fmt: skip
@@ -343,19 +343,12 @@ def run(which="both", size=256 * 1024, sample=None, log=print, flash=False, flas
         st["labels"] = [f"{mode} {label}" for _k, mode, label in points]
         for k, mode, label in points:
             problem, regens, extra = survive(fl, old, new, k, mode, base_fetched)
-            total += 1
-            st["points"] += 1
-            st["regens"] += bool(regens)
-            st["max_refetch"] = max(st["max_refetch"], extra)
-            if problem:
-                failures.append(f"{fl.name} cut {mode} write {k} {label}: {problem}")
-                log("powercut: FAIL " + failures[-1])
-            else:
-                ok += 1
+            tally(fl, st, f"cut {mode} write {k} {label}", problem, regens, extra)
         log(f"powercut: {fl.name}: {st['regens']} cuts lost a CIK between receiving and "
             f"storing it (the operator regenerated); most data fetched again after one cut: "
             f"{st['max_refetch']} bytes; done in {time.monotonic() - t0:.0f} s")  # fmt: skip
-    return ok, total, failures, stats
+    total = sum(st["points"] for st in stats.values())
+    return total - len(failures), total, failures, stats
 
 
 def main(argv=None):
