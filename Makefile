@@ -38,16 +38,16 @@ clean:
 .PHONY: powercut faults fuzz load bench
 
 powercut: $(STAMP)
-	$(BIN)/python -m tools.powercut
+	$(BIN)/python -m tools.harness.powercut
 
 faults: $(STAMP)
-	$(BIN)/python -m tools.faults.scenarios
+	$(BIN)/python -m tools.harness.faults.scenarios
 
 fuzz: $(STAMP)
-	$(BIN)/python -m tools.fuzz_server --requests 100000
+	$(BIN)/python -m tools.harness.fuzz_server --requests 100000
 
 load: $(STAMP)
-	$(BIN)/python -m tools.loadtest
+	$(BIN)/python -m tools.harness.loadtest
 
 bench: $(STAMP)
-	$(BIN)/python -m tools.bench
+	$(BIN)/python -m tools.harness.bench

@@ -6,8 +6,8 @@ whitelisted (or no such content), 409 not enabled / already activated / expired,
 Anything malformed raises http.ProtocolError.
 """
 
-from agent.compat import const
-from agent.http import AgentError, ProtocolError, form, quote
+from .compat import const
+from .http import AgentError, ProtocolError, form, quote
 
 _CIK_LEN = const(40)  # spec/README.md: check only the length, never that it is hex
 _SMALL = const(1024)  # cap for CIK and content info bodies

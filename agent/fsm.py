@@ -4,10 +4,10 @@ It decides and sleeps; exchanges are api's, bytes are updater's and the board's.
 transition is saved before it is acted on.
 """
 
-from agent import store, updater
-from agent.api import ApiError
-from agent.compat import const, log
-from agent.http import AgentError
+from . import store, updater
+from .api import ApiError
+from .compat import const, log
+from .http import AgentError
 
 # Exit codes of a `once` run (main returns them).
 OK = const(0)  # active and up to date

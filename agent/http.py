@@ -6,7 +6,7 @@ object costs ~100 bytes of heap and every class ~250, so this module has few, lo
 (the agent must run in a 16 KiB heap with its .mpy code loaded into that heap).
 """
 
-from agent.compat import const, ticks_diff
+from .compat import const, ticks_diff
 
 _LINE = const(1024)  # longest status/header/chunk-size line accepted
 _NHDR = const(32)  # most headers accepted in one response

@@ -4,14 +4,17 @@ agent/config.py is imported for startup only and then dropped to free the heap."
 
 import sys
 
+# "agent" on a board, "exoprov.agent" in the installed package: boards/ sits beside it.
+_PKG = __name__[: -len(".main")]
+_BASE = _PKG[: -len("agent")]
+
 
 def _drop(name):
     # Forget a module used only at startup so its code can be collected.
-    sys.modules.pop("agent." + name, None)
-    import agent
-
-    if hasattr(agent, name):
-        delattr(agent, name)
+    sys.modules.pop(_PKG + "." + name, None)
+    pkg = sys.modules.get(_PKG)
+    if pkg is not None and hasattr(pkg, name):
+        delattr(pkg, name)
 
 
 def main(argv=None):
@@ -19,7 +22,7 @@ def main(argv=None):
     if len(argv) != 1 or argv[0].startswith("-"):
         print("usage: exoprov agent CONFIG.json", file=sys.stderr)
         return 2
-    from agent import config
+    from . import config
 
     try:
         cfg = config.load(argv[0])
@@ -27,7 +30,7 @@ def main(argv=None):
         mv = memoryview(bytearray(cfg["buffer"]))
         name = cfg["board"]
         try:
-            mod = __import__("boards." + name, None, None, ("Board",))
+            mod = __import__(_BASE + "boards." + name, None, None, ("Board",))
         except ImportError:
             raise config.BadConfig("board: no board module %r" % name)
         board = config.board(cfg, mod)
@@ -36,10 +39,10 @@ def main(argv=None):
         return 2
     config = None
     _drop("config")
-    from agent import compat
-    from agent.api import Api
-    from agent.fsm import Fsm
-    from agent.http import Conn
+    from . import compat
+    from .api import Api
+    from .fsm import Fsm
+    from .http import Conn
 
     compat.level = cfg["log"]
     tls, host, port = cfg["_url"]

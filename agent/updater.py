@@ -4,8 +4,8 @@ The journal in the record (store.py) is advanced only after the slot holds the b
 reset resumes where it stopped, re-hashing the written prefix from the slot.
 """
 
-from agent.compat import log
-from agent.http import AgentError, ProtocolError
+from .compat import log
+from .http import AgentError, ProtocolError
 
 
 class Refused(AgentError):

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from tools.server.launch import ROOT, ServerProcess
+from tools.harness.launch import ROOT, ServerProcess
 
 _names = itertools.count(1)
 
 
 def exoprov(*args, check=True, **kw):
     """Run `exoprov ARGS...` from this checkout; returns CompletedProcess (text)."""
-    cmd = [sys.executable, "-m", "tools.cli", *map(str, args)]
+    cmd = [sys.executable, "-m", "exoprov.cli", *map(str, args)]
     return subprocess.run(
         cmd, cwd=ROOT, capture_output=True, text=True, check=check, timeout=60, **kw
     )

@@ -63,7 +63,7 @@ def test_exoprov_agent_entry_point_and_usage(tmp_path):
     cfg = dict(BASE, server="http://127.0.0.1:1", state_dir=str(tmp_path / "st"), once=True)
     (tmp_path / "c.json").write_text(json.dumps(cfg))
     r = subprocess.run(
-        [sys.executable, "-m", "tools.cli", "agent", str(tmp_path / "c.json")],
+        [sys.executable, "-m", "exoprov.cli", "agent", str(tmp_path / "c.json")],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -72,6 +72,6 @@ def test_exoprov_agent_entry_point_and_usage(tmp_path):
     assert r.returncode == 1 and "state unprov -> activating" in r.stderr
     assert "retrying in 2 s after" in r.stderr
     r = subprocess.run(
-        [sys.executable, "-m", "tools.cli", "agent"], cwd=ROOT, capture_output=True, timeout=30
+        [sys.executable, "-m", "exoprov.cli", "agent"], cwd=ROOT, capture_output=True, timeout=30
     )
     assert r.returncode == 2 and b"usage" in r.stderr

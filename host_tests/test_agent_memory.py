@@ -1,7 +1,8 @@
 """Memory figures of the agent under the MicroPython unix port (printed, not asserted as
 numbers: run with -s to see them): the per-module heap cost of the compiled agent (.mpy
 loaded into the heap). The smallest -X heapsize for the full flow is bisected by `make bench`
-(tools/bench.py, step "heap"); test_agent_integration.py runs the flow at a fixed small heap.
+(tools/harness/bench.py, step "heap"); test_agent_integration.py runs the flow at a fixed
+small heap.
 """
 
 import subprocess

@@ -8,9 +8,8 @@ EXOPROV_ROOT pointing at it. Power cuts during a save are injected by wrapping t
 import json
 
 import pytest
+from exoprov.build import make_bundle
 from fakes.hwkit import ROOT, make_hw, out, run_mp
-
-from tools.build import make_bundle
 
 HEAD = """
 import json

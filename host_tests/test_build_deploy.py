@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, exoprov
+from exoprov.build import BuildError, make_bundle, read_bundle
 from fakes.hwkit import make_hw, mp_env
-
-from tools.build import BuildError, make_bundle, read_bundle
 
 FAKE_MPREMOTE = """#!{python}
 # A stand-in for mpremote: records each invocation and plays the board's file system in
@@ -149,7 +148,7 @@ def test_build_one_board_and_errors(tmp_path):
 _NO_MPY_CROSS = """
 import sys
 sys.executable = "/nonexistent/python"
-from tools.build import main
+from exoprov.build import main
 sys.exit(main(["--out", "/tmp/unused-build"]))
 """
 

@@ -19,7 +19,7 @@ _URL = re.compile(r"server: (http://127\.0\.0\.1:\d+)")
 
 def _demo(*args, **kw):
     return subprocess.Popen(
-        [sys.executable, "-m", "tools.cli", "demo", *args],
+        [sys.executable, "-m", "exoprov.cli", "demo", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -103,7 +103,7 @@ def test_demo_stops_everything_on_ctrl_c():
 @pytest.mark.parametrize("args,rc", [(["--help"], 0), (["--bogus"], 2)])
 def test_demo_arguments(args, rc):
     r = subprocess.run(
-        [sys.executable, "-m", "tools.cli", "demo", *args],
+        [sys.executable, "-m", "exoprov.cli", "demo", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

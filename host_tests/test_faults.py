@@ -1,11 +1,11 @@
-"""Network faults (tools/faults/scenarios.py): every scenario on both interpreters ends in a
-typed error, a retry with backoff, and the server's exact content applied (or, for corrupt
+"""Network faults (tools/harness/faults/scenarios.py): every scenario on both interpreters ends
+in a typed error, a retry with backoff, and the server's exact content applied (or, for corrupt
 content, nothing applied). `make faults` runs the same table and prints the summary."""
 
 import pytest
 
-from tools.faults import scenarios
-from tools.faults.faultserver import FaultServer, image
+from tools.harness.faults import scenarios
+from tools.harness.faults.faultserver import FaultServer, image
 
 # (interpreter or "*", scenario) -> why it fails today; strict, so a fix is noticed.
 KNOWN = {}

@@ -9,8 +9,7 @@ import os
 
 import pytest
 from conftest import exoprov
-
-from tools.fleet.client import Client, parse_meta
+from exoprov.fleet.client import Client, parse_meta
 
 _n = itertools.count(1)
 

@@ -6,9 +6,8 @@ import json
 import os
 
 import pytest
-
-from tools.fleet import errors
-from tools.fleet.client import Client, ContentInfo, Member, parse_meta
+from exoprov.fleet import errors
+from exoprov.fleet.client import Client, ContentInfo, Member, parse_meta
 
 _n = itertools.count(1)
 ODD = "odd name é&x=1%2F?#+;"  # names may not hold , / \\ (server rule); the rest must be encoded

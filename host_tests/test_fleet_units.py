@@ -6,10 +6,9 @@ import json
 import os
 
 import pytest
-
-from tools.fleet import cli, errors
-from tools.fleet.client import Body, _content_info, _content_range, form, format_meta, parse_meta
-from tools.fleet.output import Done, Progress, Table, emit, format_table
+from exoprov.fleet import cli, errors
+from exoprov.fleet.client import Body, _content_info, _content_range, form, format_meta, parse_meta
+from exoprov.fleet.output import Done, Progress, Table, emit, format_table
 
 
 def test_form_encodes_every_value_and_keeps_array_keys():

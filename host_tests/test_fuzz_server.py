@@ -1,12 +1,12 @@
-"""Bounded sample of the server fuzzer (tools/fuzz_server.py; `make fuzz` runs 100 000):
+"""Bounded sample of the server fuzzer (tools/harness/fuzz_server.py; `make fuzz` runs 100 000):
 generated requests across every procedure, the committed seeds first; zero 5xx, no crash,
 no traceback in the server log. Also a small run of the load test (`make load` runs the
 1 000 / 200 device version)."""
 
 import pytest
 
-from tools import fuzz_server, loadtest
-from tools.faults.realserver import RealServer
+from tools.harness import fuzz_server, loadtest
+from tools.harness.faults.realserver import RealServer
 
 SAMPLE = 3000
 

@@ -10,10 +10,9 @@ import time
 
 import pytest
 import serial
+from exoprov import monitor
+from exoprov.monitor import LineSplitter, Monitor, classify
 from serial.urlhandler.protocol_loop import Serial as LoopSerial
-
-from tools import monitor
-from tools.monitor import LineSplitter, Monitor, classify
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AGENT_LINES = (
@@ -172,7 +171,7 @@ class Proc:
 
     def __init__(self, *args):
         self.p = subprocess.Popen(
-            [sys.executable, "-m", "tools.cli", "monitor", *args],
+            [sys.executable, "-m", "exoprov.cli", "monitor", *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""Power cuts (tools/powercut.py), bounded: on CPython with the linux board and in the
+"""Power cuts (tools/harness/powercut.py), bounded: on CPython with the linux board and in the
 MicroPython unix port with the esp32 board on its fakes, the agent is killed at every store
 save (before and after it, including between receiving the CIK and storing it), at apply and
 confirm, and at a spread of slot writes of a 256 KiB update; after restarts the device holds
@@ -7,7 +7,7 @@ refetches at most one Range request. `make powercut` cuts at every write."""
 
 import pytest
 
-from tools import powercut
+from tools.harness import powercut
 
 SAMPLE = 40
 

@@ -80,7 +80,7 @@ def test_bad_options_and_missing_db(tmp_path):
 
 
 def test_port_in_use_is_one_line_error(server, tmp_path):
-    cmd = [sys.executable, "-m", "tools.cli", "server", "--db", str(tmp_path / "y.db")]
+    cmd = [sys.executable, "-m", "exoprov.cli", "server", "--db", str(tmp_path / "y.db")]
     cmd += ["--port", str(server.port)]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert r.returncode == 1

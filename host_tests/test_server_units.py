@@ -1,10 +1,9 @@
 """Unit tests of the server's pure parts: Range parsing, serial-number ranges, rate limiter."""
 
 import pytest
-
-from tools.server import httprange, ranges
-from tools.server.ratelimit import Limiter
-from tools.server.util import ApiError, page, parse_form
+from exoprov.server import byteranges, snranges
+from exoprov.server.ratelimit import Limiter
+from exoprov.server.util import ApiError, page, parse_form
 
 
 @pytest.mark.parametrize(
@@ -26,44 +25,46 @@ from tools.server.util import ApiError, page, parse_form
     ],
 )
 def test_range_parse(header, total, want):
-    assert httprange.parse(header, total) == want
+    assert byteranges.parse(header, total) == want
 
 
 @pytest.mark.parametrize("header,total", [("bytes=10-", 10), ("bytes=-0", 10), ("bytes=-5", 0)])
 def test_range_unsatisfiable(header, total):
-    with pytest.raises(httprange.Unsatisfiable):
-        httprange.parse(header, total)
+    with pytest.raises(byteranges.Unsatisfiable):
+        byteranges.parse(header, total)
 
 
 def test_if_range():
     etag = '"abc"'
-    date = httprange.http_date(1_700_000_000)
-    assert httprange.if_range_matches(None, etag, 1_700_000_000)
-    assert httprange.if_range_matches(etag, etag, 1_700_000_000)
-    assert not httprange.if_range_matches('"abd"', etag, 1_700_000_000)
-    assert not httprange.if_range_matches("W/" + etag, etag, 1_700_000_000)
-    assert httprange.if_range_matches(date, etag, 1_700_000_000)
-    assert not httprange.if_range_matches(date, etag, 1_700_000_001)
-    assert not httprange.if_range_matches("not a date", etag, 1_700_000_000)
+    date = byteranges.http_date(1_700_000_000)
+    assert byteranges.if_range_matches(None, etag, 1_700_000_000)
+    assert byteranges.if_range_matches(etag, etag, 1_700_000_000)
+    assert not byteranges.if_range_matches('"abd"', etag, 1_700_000_000)
+    assert not byteranges.if_range_matches("W/" + etag, etag, 1_700_000_000)
+    assert byteranges.if_range_matches(date, etag, 1_700_000_000)
+    assert not byteranges.if_range_matches(date, etag, 1_700_000_001)
+    assert not byteranges.if_range_matches("not a date", etag, 1_700_000_000)
 
 
 def test_serial_number_formats():
-    spec = ranges.normalise({"format": "base16", "length": 6, "first": 0, "last": 0xFFFFFF})
-    assert ranges.value_of(spec, "00abCD") == 0xABCD  # no casing: either case
-    assert ranges.value_of(spec, "abcd") is None  # not padded
-    mac = ranges.normalise({"format": "mac:48", "casing": "upper", "first": 0, "last": 2**48 - 1})
-    assert ranges.value_of(mac, "AA:BB:CC:DD:EE:FF") == 0xAABBCCDDEEFF
-    assert ranges.value_of(mac, "aa:bb:cc:dd:ee:ff") is None
-    assert ranges.value_of(mac, "AA-BB-CC-DD-EE-FF") is None
-    dot = ranges.normalise({"format": "mac.48", "first": 0, "last": 10})
-    assert ranges.contains(dot, "0000.0000.000a")
-    assert not ranges.contains(dot, "0000.0000.000b")
-    dec = ranges.normalise({"format": "base10", "first": 0, "last": 100})
-    assert ranges.contains(dec, "0") and ranges.contains(dec, "100")
-    assert not ranges.contains(dec, "007") and not ranges.contains(dec, "101")
-    assert not ranges.contains(dec, "1" * 50)
+    spec = snranges.normalise({"format": "base16", "length": 6, "first": 0, "last": 0xFFFFFF})
+    assert snranges.value_of(spec, "00abCD") == 0xABCD  # no casing: either case
+    assert snranges.value_of(spec, "abcd") is None  # not padded
+    mac = snranges.normalise(
+        {"format": "mac:48", "casing": "upper", "first": 0, "last": 2**48 - 1}
+    )
+    assert snranges.value_of(mac, "AA:BB:CC:DD:EE:FF") == 0xAABBCCDDEEFF
+    assert snranges.value_of(mac, "aa:bb:cc:dd:ee:ff") is None
+    assert snranges.value_of(mac, "AA-BB-CC-DD-EE-FF") is None
+    dot = snranges.normalise({"format": "mac.48", "first": 0, "last": 10})
+    assert snranges.contains(dot, "0000.0000.000a")
+    assert not snranges.contains(dot, "0000.0000.000b")
+    dec = snranges.normalise({"format": "base10", "first": 0, "last": 100})
+    assert snranges.contains(dec, "0") and snranges.contains(dec, "100")
+    assert not snranges.contains(dec, "007") and not snranges.contains(dec, "101")
+    assert not snranges.contains(dec, "1" * 50)
     with pytest.raises(ApiError):
-        ranges.normalise({"format": "base10", "first": True, "last": 2})
+        snranges.normalise({"format": "base10", "first": True, "last": 2})
 
 
 def test_limiter_sliding_minute():

@@ -18,7 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import agent as _agent
+
+# The folder that holds agent/ and boards/: the repository, or the installed `exoprov` package.
+ROOT = Path(_agent.__file__).resolve().parents[1]
 PROG = "exoprov build"
 # board -> its modules (besides agent/ and boards/__init__), as (source, path on the board)
 BOARDS = {

@@ -22,10 +22,11 @@ import threading
 import time
 from pathlib import Path
 
-from tools.fleet.client import Client, ProvisionError, format_meta
-from tools.fleet.output import Table, format_table
+from exoprov.fleet.client import Client, ProvisionError, format_meta
+from exoprov.fleet.output import Table, format_table
 
-ROOT = Path(__file__).resolve().parent.parent
+from .build import ROOT  # the folder that holds agent/ and boards/ (MICROPYPATH)
+
 VENDOR, MODEL, SN, FIRMWARE, VERSION = (
     "demo-vendor",
     "demo-sensor",
@@ -75,7 +76,7 @@ class Demo:
         cmd = [
             sys.executable,
             "-m",
-            "tools.cli",
+            "exoprov.cli",
             "server",
             "--db",
             str(db),
@@ -86,7 +87,12 @@ class Demo:
         ]
         log = open(self.dir / "server.log", "w")
         self.server = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True
+            cmd,
+            cwd=self.dir,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
         )
         log.close()
         line = _read_line(self.server.stdout, 30)
@@ -102,14 +108,14 @@ class Demo:
         cmd = [
             sys.executable,
             "-m",
-            "tools.cli",
+            "exoprov.cli",
             "admin",
             "add-vendor",
             VENDOR,
             "--db",
             str(self.dir / "exoprov.db"),
         ]
-        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(cmd, cwd=self.dir, capture_output=True, text=True, timeout=60)
         if r.returncode:
             raise DemoError(f"add-vendor failed: {r.stderr.strip()[-200:]}")
         self.vendor = json.loads(r.stdout)

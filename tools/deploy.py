@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tools import build
+from exoprov import build
 
 PROG = "exoprov deploy"
 BOARDS = ("esp32", "rp2")

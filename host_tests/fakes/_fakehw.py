@@ -34,7 +34,7 @@ _MODES = {"before": CUT_BEFORE, "after": CUT_AFTER, "torn": CUT_TORN}
 
 def _find_dir():
     # EXOPROV_FAKE_HW, else the "fake_dir" key of the first CONFIG.json on the command line
-    # (how tools/powercut.py names it)
+    # (how tools/harness/powercut.py names it)
     d = os.getenv("EXOPROV_FAKE_HW")
     if d:
         return d

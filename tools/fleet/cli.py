@@ -1,4 +1,4 @@
-"""`exoprov fleet`: the vendor's command line over `tools.fleet.client`.
+"""`exoprov fleet`: the vendor's command line over `exoprov.fleet.client`.
 
 Every error ends in one line `exoprov: <what failed>: <status> <reason>` on stderr, exit 1
 (2 for usage and configuration errors). Credentials are read from flags, the environment or a

@@ -3,7 +3,7 @@
 Built on `requests`: one keep-alive Session per client, downloads streamed with
 `iter_content`, uploads streamed from file objects or generators with a known length, Range
 requests, and every path segment and form value percent-encoded (`quote(..., safe="")`).
-Status codes become the typed errors of `tools.fleet.errors`. Documents: `shared/spec/`
+Status codes become the typed errors of `exoprov.fleet.errors`. Documents: `shared/spec/`
 (`-latest.md` for management, `-a.md` for the device procedures, README for the rest).
 
     with Client("http://127.0.0.1:8080", cik=CIK) as c:

@@ -2,9 +2,9 @@
 
 from aiohttp import web
 
-from . import auth, httprange
+from . import auth, byteranges
 from .db import Duplicate
-from .ranges import any_contains
+from .snranges import any_contains
 from .state import SERVER, log
 from .util import (
     ApiError,
@@ -75,14 +75,14 @@ async def send(request, srv, row):
     headers = {
         "Accept-Ranges": "bytes",
         "ETag": etag,
-        "Last-Modified": httprange.http_date(row["updated"]),
+        "Last-Modified": byteranges.http_date(row["updated"]),
         "Content-Type": row["ctype"] or "application/octet-stream",
     }
     span = None
-    if httprange.if_range_matches(request.headers.get("If-Range"), etag, row["updated"]):
+    if byteranges.if_range_matches(request.headers.get("If-Range"), etag, row["updated"]):
         try:
-            span = httprange.parse(request.headers.get("Range"), total)
-        except httprange.Unsatisfiable:
+            span = byteranges.parse(request.headers.get("Range"), total)
+        except byteranges.Unsatisfiable:
             raise ApiError(416, "range not satisfiable", {"Content-Range": f"bytes */{total}"})
     if span is None:
         status, first, count = 200, 0, total

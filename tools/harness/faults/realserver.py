@@ -8,7 +8,7 @@ import os
 
 import requests
 
-from tools.server.launch import ROOT, ServerProcess
+from tools.harness.launch import ROOT, ServerProcess
 
 RealServer = ServerProcess  # the name fuzz, load and bench use
 __all__ = ["ROOT", "Fleet", "RealServer"]

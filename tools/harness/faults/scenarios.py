@@ -1,9 +1,9 @@
 """Network-fault scenarios: each must end in a typed error, a retry with backoff, and never a
 wrong image applied.
 
-`python -m tools.faults.scenarios [--interp cpython|micropython|both] [NAME...]` runs the
-agent (tools/faults/faultlaunch.py: its real main, not in `once` mode, sleeps recorded) against
-tools/faults/faultserver.py scripted with one fault per scenario, and prints
+`python -m tools.harness.faults.scenarios [--interp cpython|micropython|both] [NAME...]` runs the
+agent (faultlaunch.py beside this file: its real main, not in `once` mode, sleeps recorded) against
+faultserver.py scripted with one fault per scenario, and prints
 `N/N fault scenarios handled`. A scenario is handled when:
 - "applied" (also "burst", "restart", see SCENARIOS): the agent logged a retry after a
   typed error (`retrying in ... after <Error>`), waited a backoff of at least a second before
@@ -32,9 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.faults.faultserver import FaultServer, image
+from tools.harness.faults.faultserver import FaultServer, image
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
 SIZE = 256 * 1024
 CHUNK = 65536
@@ -150,7 +150,12 @@ def run_one(name, script, expect, interp):
         cfg.update(opts.get("_config", {}))
         (d / "config.json").write_text(json.dumps(cfg))
         exe = sys.executable if interp == "cpython" else str(MICROPYTHON)
-        cmd = [exe, "tools/faults/faultlaunch.py", str(d / "config.json"), str(d / "sleeps")]
+        cmd = [
+            exe,
+            "tools/harness/faults/faultlaunch.py",
+            str(d / "config.json"),
+            str(d / "sleeps"),
+        ]
         cmd.append("8")
         try:
             p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=90)

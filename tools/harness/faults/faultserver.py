@@ -369,7 +369,7 @@ class FaultServer:
 
 
 def main(argv=None):
-    """`python -m tools.faults.faultserver [SIZE]`: serve a test image until interrupted."""
+    """`python -m tools.harness.faults.faultserver [SIZE]`: serve a test image."""
     import sys
 
     argv = sys.argv[1:] if argv is None else argv

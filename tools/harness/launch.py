@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 _LISTEN = re.compile(r"listening on (http://[0-9.]+:(\d+))")
 
 
@@ -24,7 +24,7 @@ class ServerProcess:
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.db = self.dir / "exoprov.db"
-        cmd = [sys.executable, "-m", "tools.cli", "server", "--db", str(self.db)]
+        cmd = [sys.executable, "-m", "exoprov.cli", "server", "--db", str(self.db)]
         cmd += ["--host", "127.0.0.1", "--port", "0", *map(str, extra)]
         self.logpath = self.dir / "server.log"
         self._log = open(self.logpath, "w+")
@@ -51,7 +51,7 @@ class ServerProcess:
             return ""
 
     def add_vendor(self, name):
-        cmd = [sys.executable, "-m", "tools.cli", "admin", "add-vendor", name]
+        cmd = [sys.executable, "-m", "exoprov.cli", "admin", "add-vendor", name]
         cmd += ["--db", str(self.db)]
         out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
         if out.returncode:

@@ -2,8 +2,8 @@
 
 Runs unchanged under CPython and the MicroPython unix port (from the repository root):
 
-    python      tools/faults/cutlaunch.py CONFIG.json CUT MODE EVENTS
-    micropython tools/faults/cutlaunch.py CONFIG.json CUT MODE EVENTS
+    python      tools/harness/faults/cutlaunch.py CONFIG.json CUT MODE EVENTS
+    micropython tools/harness/faults/cutlaunch.py CONFIG.json CUT MODE EVENTS
 
 It replaces `agent.main._board` so that the board `main` builds is wrapped, then calls the
 agent's own `main` (nothing in agent/ is edited). Every call that changes persistent bytes
@@ -90,7 +90,7 @@ class Cutter:
 
 def main(argv):
     cfg, cut, mode, events = argv[0], int(argv[1]), argv[2], argv[3]
-    from tools.faults.hook import wrap_board
+    from tools.harness.faults.hook import wrap_board
 
     m = wrap_board(lambda board: Cutter(board, cut, mode, events))
     return m.main([cfg])

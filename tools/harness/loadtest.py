@@ -1,7 +1,8 @@
 """Load: 1 000 devices activating and 200 downloading a 1 MiB image at once, on loopback.
 
-`python -m tools.loadtest [--devices 1000] [--downloads 200] [--size-kib 1024]` starts its own
-server, whitelists and enables the devices, then (1) all devices activate at the same moment,
+`python -m tools.harness.loadtest [--devices 1000] [--downloads 200] [--size-kib 1024]`
+starts its own server, whitelists and enables the devices, then (1) all devices activate at
+the same moment,
 (2) the first `--downloads` of them fetch the image at the same moment in 64 KiB Range requests
 on keep-alive connections, as the agent does, and check its sha256. Prints activations per
 second and MiB/s; exits 1 on any error (a non-2xx answer, a wrong byte, a connection error).
@@ -15,8 +16,8 @@ import time
 
 import aiohttp
 
-from tools.faults.faultserver import image
-from tools.faults.realserver import Fleet, RealServer
+from tools.harness.faults.faultserver import image
+from tools.harness.faults.realserver import Fleet, RealServer
 
 MODEL = "loadmodel"
 CHUNK = 64 * 1024

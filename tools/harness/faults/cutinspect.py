@@ -1,6 +1,6 @@
 """Inspect a fake ESP32 (MicroPython): which image it boots and the record it holds.
 
-    EXOPROV_FAKE_HW=<copy of the board dir> micropython tools/faults/cutinspect.py CONFIG SIZE
+    EXOPROV_FAKE_HW=<copy of the board dir> micropython cutinspect.py CONFIG SIZE
 
 Run on a copy of the board directory: importing the fake `esp32` runs its bootloader (it
 decides what boots, and may abort an unconfirmed image), exactly as the next start would.

@@ -1,11 +1,11 @@
 """Power cuts at every write: the agent must never brick the device.
 
-`python -m tools.powercut [--interp cpython|micropython|both] [--sample N] [--size BYTES]`
+`python -m tools.harness.powercut [--interp cpython|micropython|both] [--sample N] [--size BYTES]`
 
 For each interpreter (CPython with `boards/linux.py`; the MicroPython unix port with
 `boards/esp32.py` on the esp32 fakes, or `boards/unix.py` when those are not there) it first
 runs the whole flow once without a cut and records every write the agent makes (store saves,
-slot erase/write/finish/apply/confirm, see tools/faults/cutlaunch.py). Then, for every one of
+slot erase/write/finish/apply/confirm, see faults/cutlaunch.py). Then, for every one of
 those writes k, a fresh device and server: the agent is killed at write k (before it; saves
 and apply also right after it), restarted until it reports active and up to date (exit 0),
 playing the operator when the interrupted activation needs it (regenerate, as the spec README
@@ -33,9 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.faults.faultserver import FaultServer, image
+from tools.harness.faults.faultserver import FaultServer, image
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
 SN = "sn-cut-1"
 CHUNK = 65536
@@ -107,7 +107,7 @@ class Flavour:
         shutil.copytree(d / "hw", copy)
         env = dict(os.environ, EXOPROV_FAKE_HW=str(copy))
         out = subprocess.run(
-            [*self.cmd, "tools/faults/cutinspect.py", str(cfgpath), str(size)],
+            [*self.cmd, "tools/harness/faults/cutinspect.py", str(cfgpath), str(size)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         if out.returncode:
@@ -163,7 +163,13 @@ class Device:
 
     def start(self, cut=-1, mode="before"):
         self.starts += 1
-        cmd = [*self.fl.cmd, "tools/faults/cutlaunch.py", str(self.cfgpath), str(cut), mode]
+        cmd = [
+            *self.fl.cmd,
+            "tools/harness/faults/cutlaunch.py",
+            str(self.cfgpath),
+            str(cut),
+            mode,
+        ]
         cmd.append(str(self.events))
         p = subprocess.run(
             cmd, cwd=ROOT, env=self.fl.env(self.d), capture_output=True, text=True, timeout=120

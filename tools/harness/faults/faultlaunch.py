@@ -2,7 +2,7 @@
 
 Runs unchanged under CPython and the MicroPython unix port (from the repository root):
 
-    python|micropython tools/faults/faultlaunch.py CONFIG.json SLEEPS MAX
+    python|micropython tools/harness/faults/faultlaunch.py CONFIG.json SLEEPS MAX
 
 It replaces `agent.main._board` so that the board's `sleep_ms` appends the asked duration to
 the SLEEPS file and sleeps only a few milliseconds (the backoff is checked, not waited for);
@@ -34,7 +34,7 @@ class Sleeper:
 
 def main(argv):
     cfg, path, most = argv[0], argv[1], int(argv[2])
-    from tools.faults.hook import wrap_board
+    from tools.harness.faults.hook import wrap_board
 
     m = wrap_board(lambda board: Sleeper(board, path, most))
     return m.main([cfg])
