@@ -36,43 +36,43 @@ def _header(request, name):
     return value
 
 
-def vendor(store, request):
+async def vendor(store, request):
     """The calling vendor, from X-Exosite-CIK or X-Exosite-Token; 401 otherwise."""
     cik = _header(request, "X-Exosite-CIK")
     token = _header(request, "X-Exosite-Token")
     if cik is not None:
-        row = store.client_by_cik(cik)
+        row = await store.client_by_cik(cik)
         rid = row[0] if row is not None and row[1] == "vendor" else None
     elif token is not None:
-        rid = store.token_vendor(token)
+        rid = await store.token_vendor(token)
     else:
         raise ApiError(401, "missing credentials")
-    name = store.vendor_name_of(rid) if rid else None
+    name = await store.vendor_name_of(rid) if rid else None
     if name is None:
         raise ApiError(401, "unknown credentials")
     return Vendor(rid, name)
 
 
-def client(store, request):
+async def client(store, request):
     """(rid, kind, state, enabled_at) of the client whose CIK is in X-Exosite-CIK."""
     cik = _header(request, "X-Exosite-CIK")
     if cik is None:
         raise ApiError(401, "missing credentials")
-    row = store.client_by_cik(cik)
+    row = await store.client_by_cik(cik)
     if row is None:
         raise ApiError(401, "unknown credentials")
     return row
 
 
-def device(store, request):
+async def device(store, request):
     """An activated device client; vendors and unknown CIKs get 401."""
-    row = client(store, request)
+    row = await client(store, request)
     if row[1] != "device" or row[2] != "activated":
         raise ApiError(401, "not an activated device")
     return row
 
 
-def model(store, request, caller, name, shared_ok=False):
+async def model(store, request, caller, name, shared_ok=False):
     """Resolve `name` for `caller`, honouring X-Exosite-Vendor shares (spec README, Shares).
 
     Without the header the model is the caller's own: 404 if no vendor has it, 403 if only
@@ -88,25 +88,25 @@ def model(store, request, caller, name, shared_ok=False):
             check_name(owner_name, "vendor")
         except ApiError:
             raise ApiError(403, "model not shared with this vendor")
-        owner = store.vendor_by_name(owner_name)
-        row = store.model(owner[1], name) if owner is not None else None
-        if row is None or not store.is_shared(row[0], caller.name):
+        owner = await store.vendor_by_name(owner_name)
+        row = await store.model(owner[1], name) if owner is not None else None
+        if row is None or not await store.is_shared(row[0], caller.name):
             raise ApiError(403, "model not shared with this vendor")
         return Model(row[0], row[1], owner[1], caller, True, row)
-    row = store.model(caller.rid, name)
+    row = await store.model(caller.rid, name)
     if row is None:
-        if store.model_name_taken(name):
+        if await store.model_name_taken(name):
             raise ApiError(403, "model belongs to another vendor")
         raise ApiError(404, "no such model")
     return Model(row[0], row[1], caller.rid, caller, False, row)
 
 
-def owns(store, vendor_rid, rid):
+async def owns(store, vendor_rid, rid):
     """True when `rid` is the vendor's client or a client created under it."""
     for _ in range(_CHAIN_MAX):
         if rid == vendor_rid:
             return True
-        parent = store.client_parent(rid)
+        parent = await store.client_parent(rid)
         if not parent:
             return False
         rid = parent

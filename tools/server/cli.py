@@ -104,7 +104,7 @@ async def _serve(args, store):
     from .state import Server
 
     blobs = Blobs(args.blobs or (str(args.db) + ".blobs"))
-    blobs.sweep(store.all_blobs())
+    blobs.sweep(await store.all_blobs())
     loop = asyncio.get_running_loop()
     limiter = Limiter(args.activation_limit, loop.time)
     server = Server(
@@ -155,7 +155,10 @@ def _admin_args(argv):
 
 
 def admin_main(argv):
-    args = _admin_args(argv)
+    return asyncio.run(_admin(_admin_args(argv)))
+
+
+async def _admin(args):
     if args.cmd == "list-vendors" and not os.path.exists(args.db):
         sys.stderr.write(f"exoprov admin: no database at {args.db}\n")
         return 1
@@ -166,10 +169,10 @@ def admin_main(argv):
         return 1
     try:
         if args.cmd == "add-vendor":
-            record = add_vendor(store, args.name, args.if_missing)
+            record = await add_vendor(store, args.name, args.if_missing)
             print(json.dumps(record))
         else:
-            for name, rid in store.vendors():
+            for name, rid in await store.vendors():
                 print(f"{name},{rid}")
         return 0
     except CliError as exc:
@@ -179,7 +182,7 @@ def admin_main(argv):
         store.close()
 
 
-def add_vendor(store, name, if_missing=False):
+async def add_vendor(store, name, if_missing=False):
     """Create vendor `name` (a client, its CIK, the name registered to it)."""
     from .state import new_cik, new_rid
 
@@ -187,17 +190,17 @@ def add_vendor(store, name, if_missing=False):
         check_name(name, "vendor name")
     except ApiError as exc:
         raise CliError(exc.reason)
-    with store.tx():
-        existing = store.vendor_by_name(name)
+    async with store.tx():
+        existing = await store.vendor_by_name(name)
         if existing is not None:
             if not if_missing:
                 raise CliError(f"vendor {name!r} already exists")
-            client = store.client(existing[1])
+            client = await store.client(existing[1])
             return {"vendor": name, "cik": client[5], "rid": existing[1]}
         rid, cik = new_rid(), new_cik()
-        store.add_client(rid, None, "vendor", cik, "active")
+        await store.add_client(rid, None, "vendor", cik, "active")
         try:
-            store.add_vendor_name(name, rid)
+            await store.add_vendor_name(name, rid)
         except Duplicate:
             raise CliError(f"vendor {name!r} already exists")
     return {"vendor": name, "cik": cik, "rid": rid}

@@ -22,38 +22,38 @@ from .util import (
 _REACH_MAX = 10000
 
 
-def _reach(srv, model_id, type_, mid):
+async def _reach(srv, model_id, type_, mid):
     """Every group holding (type, mid) through unexpired memberships, nesting included."""
     store, now = srv.store, srv.now()
     seen = set()
-    todo = store.groups_of(model_id, type_, mid, now=now)
+    todo = await store.groups_of(model_id, type_, mid, now=now)
     while todo and len(seen) < _REACH_MAX:
         gid = todo.pop()
         if gid in seen:
             continue
         seen.add(gid)
-        todo.extend(store.groups_of(model_id, "group", gid, now=now))
+        todo.extend(await store.groups_of(model_id, "group", gid, now=now))
     return seen
 
 
-def visible(srv, model_id, sn, row, sn_groups=None):
+async def visible(srv, model_id, sn, row, sn_groups=None):
     """Unprotected content is visible to every serial number of the model; protected content
     only through a group both belong to (spec README, Content and Range)."""
     if not row["protected"]:
         return True
     if sn_groups is None:
-        sn_groups = _reach(srv, model_id, "sn", sn)
+        sn_groups = await _reach(srv, model_id, "sn", sn)
     if not sn_groups:
         return False
-    return not sn_groups.isdisjoint(_reach(srv, model_id, "content", row["cid"]))
+    return not sn_groups.isdisjoint(await _reach(srv, model_id, "content", row["cid"]))
 
 
-def visible_ids(srv, model_id, sn):
-    sn_groups = _reach(srv, model_id, "sn", sn)
+async def visible_ids(srv, model_id, sn):
+    sn_groups = await _reach(srv, model_id, "sn", sn)
     out = []
-    for cid, protected in srv.store.content_list(model_id):
+    for cid, protected in await srv.store.content_list(model_id):
         row = {"cid": cid, "protected": protected}
-        if visible(srv, model_id, sn, row, sn_groups):
+        if await visible(srv, model_id, sn, row, sn_groups):
             out.append(cid)
     return out
 
@@ -97,43 +97,45 @@ async def send(request, srv, row):
     return sent
 
 
-def _sn_known(srv, model, sn):
-    return srv.store.sn(model.id, sn) is not None or any_contains(srv.store.ranges(model.id), sn)
+async def _sn_known(srv, model, sn):
+    return await srv.store.sn(model.id, sn) is not None or any_contains(
+        await srv.store.ranges(model.id), sn
+    )
 
 
-def _model(request, caller):
+async def _model(request, caller):
     srv = request.app[SERVER]
-    return auth.model(srv.store, request, caller, request.match_info["model"])
+    return await auth.model(srv.store, request, caller, request.match_info["model"])
 
 
 async def list_or_sn(request):
     """GET content/<model>/ (all ids) and ?sn= (ids that serial number may download)."""
     srv = request.app[SERVER]
-    caller = auth.vendor(srv.store, request)
+    caller = await auth.vendor(srv.store, request)
     q = query(request)
     try:
-        model = _model(request, caller)
+        model = await _model(request, caller)
     except ApiError as exc:
         if exc.status == 404:
             raise ApiError(400, "invalid vendor/model pair")  # documented code for listings
         raise
     sn = one(q, "sn")
     if sn is None:
-        return csv([cid for cid, _p in srv.store.content_list(model.id)])
+        return csv([cid for cid, _p in await srv.store.content_list(model.id)])
     check_name(sn, "sn")
-    if not _sn_known(srv, model, sn):
+    if not await _sn_known(srv, model, sn):
         raise ApiError(400, "invalid vendor/model/serial number")
-    return csv(visible_ids(srv, model.id, sn))
+    return csv(await visible_ids(srv, model.id, sn))
 
 
 async def create_or_delete(request):
     srv = request.app[SERVER]
-    caller = auth.vendor(srv.store, request)
-    model = _model(request, caller)
+    caller = await auth.vendor(srv.store, request)
+    model = await _model(request, caller)
     form = await read_form(request)
     cid = check_name(one(form, "id"), "content id")
     if is_true(form, "delete"):
-        existed, blob = srv.store.delete_content(model.id, cid)
+        existed, blob = await srv.store.delete_content(model.id, cid)
         if not existed:
             raise ApiError(404, "no such content")
         srv.blobs.remove(blob)
@@ -143,15 +145,15 @@ async def create_or_delete(request):
         meta = one(form, "description")
     meta = check_text(meta, "meta")
     try:
-        srv.store.add_content(model.id, cid, meta, is_true(form, "protected"))
+        await srv.store.add_content(model.id, cid, meta, is_true(form, "protected"))
     except Duplicate:
         raise ApiError(409, "content id already exists")
     return done()
 
 
-def _content(srv, model, cid):
+async def _content(srv, model, cid):
     check_name(cid, "content id")
-    row = srv.store.content(model.id, cid)
+    row = await srv.store.content(model.id, cid)
     if row is None:
         raise ApiError(404, "no such content")
     return row
@@ -160,29 +162,29 @@ def _content(srv, model, cid):
 async def get_item(request):
     """GET content/<model>/<id>: info, ?download=true, ?sn=, ?show=groups."""
     srv = request.app[SERVER]
-    caller = auth.vendor(srv.store, request)
+    caller = await auth.vendor(srv.store, request)
     q = query(request)
     try:
-        model = _model(request, caller)
+        model = await _model(request, caller)
     except ApiError as exc:
         if exc.status == 404 and is_true(q, "download"):
             # -latest.md: a blob download names 403 for an invalid vendor/model pair
             raise ApiError(403, "invalid vendor/model pair")
         raise
-    row = _content(srv, model, request.match_info["id"])
+    row = await _content(srv, model, request.match_info["id"])
     show = one(q, "show")
     if show is not None:
         if show != "groups":
             raise ApiError(400, "unknown show")
         offset, limit = page(q)
-        gids = srv.store.groups_of(model.id, "content", row["cid"], offset, limit)
+        gids = await srv.store.groups_of(model.id, "content", row["cid"], offset, limit)
         return csv(gids, empty_status=204)
     sn = one(q, "sn")
     if sn is not None:
         check_name(sn, "sn")
-        if not _sn_known(srv, model, sn):
+        if not await _sn_known(srv, model, sn):
             raise ApiError(400, "invalid vendor/model/serial number")
-        if not visible(srv, model.id, sn, row):
+        if not await visible(srv, model.id, sn, row):
             raise ApiError(404, "content not available to this serial number")
     if is_true(q, "download"):
         return await send(request, srv, row)
@@ -191,14 +193,14 @@ async def get_item(request):
 
 async def upload(request):
     srv = request.app[SERVER]
-    caller = auth.vendor(srv.store, request)
-    model = _model(request, caller)
-    cid = _content(srv, model, request.match_info["id"])["cid"]
+    caller = await auth.vendor(srv.store, request)
+    model = await _model(request, caller)
+    cid = (await _content(srv, model, request.match_info["id"]))["cid"]
     ctype = request.headers.get("Content-Type", "application/octet-stream").strip()
     if not ctype or len(ctype) > 200 or "," in ctype or not ctype.isprintable():
         raise ApiError(400, "invalid Content-Type")
     name, size = await srv.blobs.receive(request, srv.max_content)
-    old = srv.store.set_blob(model.id, cid, name, ctype, size, srv.now())
+    old = await srv.store.set_blob(model.id, cid, name, ctype, size, srv.now())
     if old is False:
         srv.blobs.remove(name)
         raise ApiError(404, "content deleted during upload")
@@ -209,10 +211,10 @@ async def upload(request):
 
 async def delete_item(request):
     srv = request.app[SERVER]
-    caller = auth.vendor(srv.store, request)
-    model = _model(request, caller)
+    caller = await auth.vendor(srv.store, request)
+    model = await _model(request, caller)
     cid = check_name(request.match_info["id"], "content id")
-    existed, blob = srv.store.delete_content(model.id, cid)
+    existed, blob = await srv.store.delete_content(model.id, cid)
     if not existed:
         raise ApiError(404, "no such content")
     srv.blobs.remove(blob)

@@ -1,7 +1,10 @@
 """All SQL of the server, in one place (SQLite today; another engine means another module).
 
-Handlers never see a cursor: they call the methods of `Store`, which return plain tuples,
-dicts and lists. Credentials are stored as SHA-256 hashes and looked up by hash. The few
+Handlers never see a cursor: they `await` the methods of `Store`, which return plain tuples,
+dicts and lists; `async with store.tx():` groups calls into one transaction. The interface is
+async so that another engine (PostgreSQL through asyncpg) fits behind it; this SQLite engine
+never suspends inside a method, so a transaction here is never interleaved with another.
+Credentials are stored as SHA-256 hashes and looked up by hash. The few
 secrets the API must hand out again (a vendor CIK for `admin add-vendor --if-missing`, a
 vendor token for `GET /provision/admin/auth/<id>`, a device CIK until its one activation)
 are kept beside their hash; a device CIK is dropped once it has been released.
@@ -146,8 +149,8 @@ class Store:
             self.db.close()
             self.db = None
 
-    @contextlib.contextmanager
-    def tx(self):
+    @contextlib.asynccontextmanager
+    async def tx(self):
         """One transaction; nested calls join the outer one."""
         if self.db.in_transaction:
             yield
@@ -171,7 +174,7 @@ class Store:
 
     # -- clients and vendors ---------------------------------------------------------------
 
-    def add_client(self, rid, parent, kind, cik, state, enabled_at=0):
+    async def add_client(self, rid, parent, kind, cik, state, enabled_at=0):
         self._run(
             "INSERT INTO clients (rid, parent, kind, cik_hash, secret, state, enabled_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -184,24 +187,24 @@ class Store:
             enabled_at,
         )
 
-    def client_by_cik(self, cik):
+    async def client_by_cik(self, cik):
         """(rid, kind, state, enabled_at) of the client holding this CIK, or None."""
         return self._one(
             "SELECT rid, kind, state, enabled_at FROM clients WHERE cik_hash = ?",
             secret_hash(cik),
         )
 
-    def client(self, rid):
+    async def client(self, rid):
         """(rid, parent, kind, state, enabled_at, secret) or None."""
         return self._one(
             "SELECT rid, parent, kind, state, enabled_at, secret FROM clients WHERE rid = ?", rid
         )
 
-    def client_parent(self, rid):
+    async def client_parent(self, rid):
         row = self._one("SELECT parent FROM clients WHERE rid = ?", rid)
         return None if row is None else (row[0] or "")
 
-    def set_client_cik(self, rid, cik, state, enabled_at):
+    async def set_client_cik(self, rid, cik, state, enabled_at):
         """Mint (cik) or drop (cik None) the client's CIK and set its state."""
         self._run(
             "UPDATE clients SET cik_hash = ?, secret = ?, state = ?, enabled_at = ? WHERE rid = ?",
@@ -212,42 +215,42 @@ class Store:
             rid,
         )
 
-    def release_cik(self, rid):
+    async def release_cik(self, rid):
         """Activation: the device now holds its CIK, the server forgets the plaintext."""
         self._run("UPDATE clients SET state = 'activated', secret = NULL WHERE rid = ?", rid)
 
-    def delete_client(self, rid):
+    async def delete_client(self, rid):
         self._run("DELETE FROM clients WHERE rid = ?", rid)
         self._run("DELETE FROM data WHERE client_rid = ?", rid)
         self._run("DELETE FROM jsonp_tokens WHERE client_rid = ?", rid)
 
-    def add_vendor_name(self, name, rid):
+    async def add_vendor_name(self, name, rid):
         try:
             self._run("INSERT INTO vendors (name, rid) VALUES (?, ?)", name, rid)
         except sqlite3.IntegrityError:
             raise Duplicate(name)
 
-    def delete_vendor_name(self, name, rid):
+    async def delete_vendor_name(self, name, rid):
         return self._run("DELETE FROM vendors WHERE name = ? AND rid = ?", name, rid)
 
-    def vendor_by_name(self, name):
+    async def vendor_by_name(self, name):
         """(name, rid) or None."""
         return self._one("SELECT name, rid FROM vendors WHERE name = ?", name)
 
-    def vendor_name_of(self, rid):
+    async def vendor_name_of(self, rid):
         row = self._one("SELECT name FROM vendors WHERE rid = ?", rid)
         return None if row is None else row[0]
 
-    def vendors(self):
+    async def vendors(self):
         return self._all("SELECT name, rid FROM vendors ORDER BY name")
 
     # -- vendor tokens -----------------------------------------------------------------------
 
-    def token_vendor(self, token):
+    async def token_vendor(self, token):
         row = self._one("SELECT vendor_rid FROM tokens WHERE token_hash = ?", secret_hash(token))
         return None if row is None else row[0]
 
-    def add_token(self, vendor_rid, tid, token):
+    async def add_token(self, vendor_rid, tid, token):
         try:
             self._run(
                 "INSERT INTO tokens (vendor_rid, tid, token_hash, secret) VALUES (?, ?, ?, ?)",
@@ -259,22 +262,22 @@ class Store:
         except sqlite3.IntegrityError:
             raise Duplicate(tid)
 
-    def token_ids(self, vendor_rid):
+    async def token_ids(self, vendor_rid):
         rows = self._all("SELECT tid FROM tokens WHERE vendor_rid = ? ORDER BY rowid", vendor_rid)
         return [r[0] for r in rows]
 
-    def token_secret(self, vendor_rid, tid):
+    async def token_secret(self, vendor_rid, tid):
         row = self._one(
             "SELECT secret FROM tokens WHERE vendor_rid = ? AND tid = ?", vendor_rid, tid
         )
         return None if row is None else row[0]
 
-    def delete_token(self, vendor_rid, tid):
+    async def delete_token(self, vendor_rid, tid):
         return self._run("DELETE FROM tokens WHERE vendor_rid = ? AND tid = ?", vendor_rid, tid)
 
     # -- models ----------------------------------------------------------------------------
 
-    def model(self, vendor_rid, name):
+    async def model(self, vendor_rid, name):
         """(id, name, template_kind, template, options list) or None."""
         row = self._one(
             "SELECT id, name, template_kind, template, options FROM models "
@@ -286,14 +289,14 @@ class Store:
             return None
         return row[0], row[1], row[2], row[3], json.loads(row[4])
 
-    def model_name_taken(self, name):
+    async def model_name_taken(self, name):
         return self._one("SELECT 1 FROM models WHERE name = ? LIMIT 1", name) is not None
 
-    def models(self, vendor_rid):
+    async def models(self, vendor_rid):
         rows = self._all("SELECT name FROM models WHERE vendor_rid = ? ORDER BY id", vendor_rid)
         return [r[0] for r in rows]
 
-    def add_model(self, vendor_rid, name, kind, template, options):
+    async def add_model(self, vendor_rid, name, kind, template, options):
         try:
             self._run(
                 "INSERT INTO models (vendor_rid, name, template_kind, template, options) "
@@ -307,7 +310,7 @@ class Store:
         except sqlite3.IntegrityError:
             raise Duplicate(name)
 
-    def update_model(self, model_id, kind, template, options):
+    async def update_model(self, model_id, kind, template, options):
         self._run(
             "UPDATE models SET template_kind = ?, template = ?, options = ? WHERE id = ?",
             kind,
@@ -316,9 +319,9 @@ class Store:
             model_id,
         )
 
-    def delete_model(self, model_id):
+    async def delete_model(self, model_id):
         """Delete a model and everything under it; returns the blob names to remove."""
-        with self.tx():
+        async with self.tx():
             blobs = [
                 r[0]
                 for r in self._all(
@@ -330,12 +333,12 @@ class Store:
                 model_id,
             )
             for (rid,) in rids:
-                self.delete_client(rid)
+                await self.delete_client(rid)
             self._run("DELETE FROM members WHERE model_id = ?", model_id)
             self._run("DELETE FROM models WHERE id = ?", model_id)
         return blobs
 
-    def shared_models(self, vendor_name):
+    async def shared_models(self, vendor_name):
         """[(owner vendor name, model name)] shared to `vendor_name`."""
         return self._all(
             "SELECT v.name, m.name FROM shares s JOIN models m ON m.id = s.model_id "
@@ -345,19 +348,19 @@ class Store:
 
     # -- shares ----------------------------------------------------------------------------
 
-    def share_names(self, model_id):
+    async def share_names(self, model_id):
         rows = self._all(
             "SELECT vendor_name FROM shares WHERE model_id = ? ORDER BY rowid", model_id
         )
         return [r[0] for r in rows]
 
-    def is_shared(self, model_id, vendor_name):
+    async def is_shared(self, model_id, vendor_name):
         row = self._one(
             "SELECT 1 FROM shares WHERE model_id = ? AND vendor_name = ?", model_id, vendor_name
         )
         return row is not None
 
-    def add_share(self, model_id, vendor_name):
+    async def add_share(self, model_id, vendor_name):
         try:
             self._run(
                 "INSERT INTO shares (model_id, vendor_name) VALUES (?, ?)", model_id, vendor_name
@@ -365,14 +368,14 @@ class Store:
         except sqlite3.IntegrityError:
             raise Duplicate(vendor_name)
 
-    def delete_share(self, model_id, vendor_name):
+    async def delete_share(self, model_id, vendor_name):
         return self._run(
             "DELETE FROM shares WHERE model_id = ? AND vendor_name = ?", model_id, vendor_name
         )
 
     # -- serial numbers --------------------------------------------------------------------
 
-    def sn(self, model_id, sn):
+    async def sn(self, model_id, sn):
         """(sn, extra, client_rid, enabled_by) or None."""
         return self._one(
             "SELECT sn, extra, client_rid, enabled_by FROM sns WHERE model_id = ? AND sn = ?",
@@ -380,9 +383,9 @@ class Store:
             sn,
         )
 
-    def add_sns(self, model_id, pairs):
+    async def add_sns(self, model_id, pairs):
         """Add (sn, extra) pairs in one transaction; Duplicate if any exists."""
-        with self.tx():
+        async with self.tx():
             for sn, extra in pairs:
                 try:
                     self._run(
@@ -394,25 +397,25 @@ class Store:
                 except sqlite3.IntegrityError:
                     raise Duplicate(sn)
 
-    def ensure_sn(self, model_id, sn):
+    async def ensure_sn(self, model_id, sn):
         """Materialise a serial number that is whitelisted through a range."""
         self._run("INSERT OR IGNORE INTO sns (model_id, sn) VALUES (?, ?)", model_id, sn)
 
-    def delete_sns(self, model_id, sns):
+    async def delete_sns(self, model_id, sns):
         """Delete serial numbers and their clients; returns how many existed."""
         count = 0
-        with self.tx():
+        async with self.tx():
             for sn in sns:
-                row = self.sn(model_id, sn)
+                row = await self.sn(model_id, sn)
                 if row is None:
                     continue
                 if row[2]:
-                    self.delete_client(row[2])
+                    await self.delete_client(row[2])
                 self._run("DELETE FROM sns WHERE model_id = ? AND sn = ?", model_id, sn)
                 count += 1
         return count
 
-    def list_sns(self, model_id, offset, limit, enabled_by=None):
+    async def list_sns(self, model_id, offset, limit, enabled_by=None):
         """[(sn, extra, client_rid, state, enabled_at)] in insertion order."""
         sql = (
             "SELECT s.sn, s.extra, s.client_rid, c.state, c.enabled_at FROM sns s "
@@ -425,7 +428,7 @@ class Store:
         sql += " ORDER BY s.rowid LIMIT ? OFFSET ?"
         return self.db.execute(sql, (*args, limit, offset)).fetchall()
 
-    def set_sn_client(self, model_id, sn, client_rid, enabled_by):
+    async def set_sn_client(self, model_id, sn, client_rid, enabled_by):
         self._run(
             "UPDATE sns SET client_rid = ?, enabled_by = ? WHERE model_id = ? AND sn = ?",
             client_rid,
@@ -434,21 +437,21 @@ class Store:
             sn,
         )
 
-    def sn_of_client(self, client_rid):
+    async def sn_of_client(self, client_rid):
         """(model_id, sn) of the serial number this device client belongs to, or None."""
         return self._one("SELECT model_id, sn FROM sns WHERE client_rid = ?", client_rid)
 
     # -- ranges ----------------------------------------------------------------------------
 
-    def ranges(self, model_id):
+    async def ranges(self, model_id):
         rows = self._all("SELECT spec FROM ranges WHERE model_id = ? ORDER BY id", model_id)
         return [json.loads(r[0]) for r in rows]
 
-    def range_count(self, model_id):
+    async def range_count(self, model_id):
         return self._one("SELECT COUNT(*) FROM ranges WHERE model_id = ?", model_id)[0]
 
-    def add_ranges(self, model_id, specs):
-        with self.tx():
+    async def add_ranges(self, model_id, specs):
+        async with self.tx():
             for spec in specs:
                 self._run(
                     "INSERT INTO ranges (model_id, spec) VALUES (?, ?)",
@@ -456,9 +459,9 @@ class Store:
                     json.dumps(spec, sort_keys=True),
                 )
 
-    def delete_ranges(self, model_id, specs):
+    async def delete_ranges(self, model_id, specs):
         count = 0
-        with self.tx():
+        async with self.tx():
             for spec in specs:
                 count += self._run(
                     "DELETE FROM ranges WHERE model_id = ? AND spec = ?",
@@ -469,8 +472,8 @@ class Store:
 
     # -- activation log --------------------------------------------------------------------
 
-    def log_activation(self, model_id, sn, ts, conn, what):
-        with self.tx():
+    async def log_activation(self, model_id, sn, ts, conn, what):
+        async with self.tx():
             self._run(
                 "INSERT INTO actlog (model_id, sn, ts, conn, what) VALUES (?, ?, ?, ?, ?)",
                 model_id,
@@ -490,7 +493,7 @@ class Store:
                 ACTLOG_KEEP,
             )
 
-    def activation_log(self, model_id, sn):
+    async def activation_log(self, model_id, sn):
         return self._all(
             "SELECT ts, conn, what FROM actlog WHERE model_id = ? AND sn = ? ORDER BY id",
             model_id,
@@ -499,7 +502,7 @@ class Store:
 
     # -- content ---------------------------------------------------------------------------
 
-    def content(self, model_id, cid):
+    async def content(self, model_id, cid):
         """dict(cid, meta, protected, ctype, size, updated, blob) or None."""
         row = self._one(
             "SELECT cid, meta, protected, ctype, size, updated, blob FROM content "
@@ -512,13 +515,13 @@ class Store:
         keys = ("cid", "meta", "protected", "ctype", "size", "updated", "blob")
         return dict(zip(keys, row, strict=True))
 
-    def content_list(self, model_id):
+    async def content_list(self, model_id):
         """[(cid, protected)] in creation order."""
         return self._all(
             "SELECT cid, protected FROM content WHERE model_id = ? ORDER BY rowid", model_id
         )
 
-    def add_content(self, model_id, cid, meta, protected):
+    async def add_content(self, model_id, cid, meta, protected):
         try:
             self._run(
                 "INSERT INTO content (model_id, cid, meta, protected) VALUES (?, ?, ?, ?)",
@@ -530,12 +533,12 @@ class Store:
         except sqlite3.IntegrityError:
             raise Duplicate(cid)
 
-    def set_blob(self, model_id, cid, blob, ctype, size, updated):
+    async def set_blob(self, model_id, cid, blob, ctype, size, updated):
         """Point the content at a new blob; returns the old blob name, or False if gone.
 
         `updated` moves forward at least one second per upload, so that Last-Modified
         names one upload and can serve as an If-Range validator."""
-        with self.tx():
+        async with self.tx():
             row = self._one(
                 "SELECT blob, updated FROM content WHERE model_id = ? AND cid = ?", model_id, cid
             )
@@ -554,9 +557,9 @@ class Store:
             )
         return row[0]
 
-    def delete_content(self, model_id, cid):
+    async def delete_content(self, model_id, cid):
         """Returns (existed, blob name or None)."""
-        with self.tx():
+        async with self.tx():
             row = self._one(
                 "SELECT blob FROM content WHERE model_id = ? AND cid = ?", model_id, cid
             )
@@ -570,12 +573,12 @@ class Store:
             )
         return True, row[0]
 
-    def all_blobs(self):
+    async def all_blobs(self):
         return {r[0] for r in self._all("SELECT blob FROM content WHERE blob IS NOT NULL")}
 
     # -- groups ----------------------------------------------------------------------------
 
-    def group(self, model_id, gid):
+    async def group(self, model_id, gid):
         """(meta, member count) or None."""
         row = self._one("SELECT meta FROM groups WHERE model_id = ? AND gid = ?", model_id, gid)
         if row is None:
@@ -585,7 +588,7 @@ class Store:
         )[0]
         return row[0], count
 
-    def groups(self, model_id, offset, limit):
+    async def groups(self, model_id, offset, limit):
         return self._all(
             "SELECT gid, meta FROM groups WHERE model_id = ? ORDER BY rowid LIMIT ? OFFSET ?",
             model_id,
@@ -593,7 +596,7 @@ class Store:
             offset,
         )
 
-    def add_group(self, model_id, gid, meta):
+    async def add_group(self, model_id, gid, meta):
         try:
             self._run(
                 "INSERT INTO groups (model_id, gid, meta) VALUES (?, ?, ?)", model_id, gid, meta
@@ -601,8 +604,8 @@ class Store:
         except sqlite3.IntegrityError:
             raise Duplicate(gid)
 
-    def delete_group(self, model_id, gid):
-        with self.tx():
+    async def delete_group(self, model_id, gid):
+        async with self.tx():
             n = self._run("DELETE FROM groups WHERE model_id = ? AND gid = ?", model_id, gid)
             self._run(
                 "DELETE FROM members WHERE model_id = ? AND type = 'group' AND mid = ?",
@@ -611,9 +614,9 @@ class Store:
             )
         return n
 
-    def upsert_members(self, model_id, gid, rows):
+    async def upsert_members(self, model_id, gid, rows):
         """rows: [(type, mid, expire, meta)]."""
-        with self.tx():
+        async with self.tx():
             for type_, mid, expire, meta in rows:
                 self._run(
                     "INSERT INTO members (model_id, gid, type, mid, expire, meta) "
@@ -627,9 +630,9 @@ class Store:
                     meta,
                 )
 
-    def delete_members(self, model_id, gid, pairs):
+    async def delete_members(self, model_id, gid, pairs):
         count = 0
-        with self.tx():
+        async with self.tx():
             for type_, mid in pairs:
                 count += self._run(
                     "DELETE FROM members WHERE model_id = ? AND gid = ? AND type = ? AND mid = ?",
@@ -640,7 +643,7 @@ class Store:
                 )
         return count
 
-    def members(self, model_id, gid, type_=None, mid=None, offset=0, limit=1000):
+    async def members(self, model_id, gid, type_=None, mid=None, offset=0, limit=1000):
         sql = "SELECT type, mid, expire, meta FROM members WHERE model_id = ? AND gid = ?"
         args = [model_id, gid]
         if type_ is not None:
@@ -652,7 +655,7 @@ class Store:
         sql += " ORDER BY rowid LIMIT ? OFFSET ?"
         return self.db.execute(sql, (*args, limit, offset)).fetchall()
 
-    def groups_of(self, model_id, type_, mid, offset=0, limit=1000, now=None):
+    async def groups_of(self, model_id, type_, mid, offset=0, limit=1000, now=None):
         """Ids of the groups holding member (type, mid); with `now`, only unexpired ones."""
         sql = "SELECT gid FROM members WHERE model_id = ? AND type = ? AND mid = ?"
         args = [model_id, type_, mid]
@@ -665,8 +668,8 @@ class Store:
 
     # -- data interface and jsonp ----------------------------------------------------------
 
-    def write_data(self, client_rid, ts, pairs):
-        with self.tx():
+    async def write_data(self, client_rid, ts, pairs):
+        async with self.tx():
             for alias, value in pairs:
                 self._run(
                     "INSERT INTO data (client_rid, alias, ts, value) VALUES (?, ?, ?, ?)",
@@ -686,7 +689,7 @@ class Store:
                     DATA_KEEP,
                 )
 
-    def latest(self, client_rid, alias):
+    async def latest(self, client_rid, alias):
         row = self._one(
             "SELECT value FROM data WHERE client_rid = ? AND alias = ? ORDER BY id DESC LIMIT 1",
             client_rid,
@@ -694,7 +697,7 @@ class Store:
         )
         return None if row is None else row[0]
 
-    def series(self, client_rid, alias, start, end, offset, limit):
+    async def series(self, client_rid, alias, start, end, offset, limit):
         return self._all(
             "SELECT ts, value FROM data WHERE client_rid = ? AND alias = ? AND ts >= ? "
             "AND ts <= ? ORDER BY ts, id LIMIT ? OFFSET ?",
@@ -706,7 +709,7 @@ class Store:
             offset,
         )
 
-    def add_jsonp_token(self, token, client_rid, spec, expire):
+    async def add_jsonp_token(self, token, client_rid, spec, expire):
         self._run("DELETE FROM jsonp_tokens WHERE expire < ?", int(spec.get("now", 0)))
         self._run(
             "INSERT INTO jsonp_tokens (token_hash, client_rid, spec, expire) VALUES (?, ?, ?, ?)",
@@ -716,7 +719,7 @@ class Store:
             expire,
         )
 
-    def jsonp_token(self, token):
+    async def jsonp_token(self, token):
         """(client_rid, spec dict, expire) or None."""
         row = self._one(
             "SELECT client_rid, spec, expire FROM jsonp_tokens WHERE token_hash = ?",

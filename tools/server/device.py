@@ -16,75 +16,75 @@ async def activate(request):
         raise ApiError(429, "too many failed activations", {"Retry-After": str(wait)})
     try:
         form = await read_form(request)
-        return _activate(srv, form, conn)
+        return await _activate(srv, form, conn)
     except ApiError as exc:
         if exc.status in _FAILED:
             srv.limiter.failed(address)
         raise
 
 
-def _activate(srv, form, conn):
+async def _activate(srv, form, conn):
     store = srv.store
     vendor = check_name(one(form, "vendor"), "vendor")
     name = check_name(one(form, "model"), "model")
     sn = check_name(one(form, "sn"), "sn")
-    owner = store.vendor_by_name(vendor)
-    model = store.model(owner[1], name) if owner else None
+    owner = await store.vendor_by_name(vendor)
+    model = await store.model(owner[1], name) if owner else None
     if model is None:
         log.info("activate %s: invalid vendor/model pair", conn)
         raise ApiError(403, "invalid vendor/model pair")
-    row = store.sn(model[0], sn)
+    row = await store.sn(model[0], sn)
     if row is None:
-        if not any_contains(store.ranges(model[0]), sn):
+        if not any_contains(await store.ranges(model[0]), sn):
             log.info("activate %s: unknown serial number", conn)
             raise ApiError(404, "serial number not found")
-        _refuse(srv, model[0], sn, conn, "not enabled")
+        await _refuse(srv, model[0], sn, conn, "not enabled")
     if not row[2]:
-        _refuse(srv, model[0], sn, conn, "not enabled")
-    client = store.client(row[2])
+        await _refuse(srv, model[0], sn, conn, "not enabled")
+    client = await store.client(row[2])
     if client is None:
-        _refuse(srv, model[0], sn, conn, "not enabled")
+        await _refuse(srv, model[0], sn, conn, "not enabled")
     status = srv.status(client[3], client[4])
     if client[3] == "activated":
-        _refuse(srv, model[0], sn, conn, "already activated")
+        await _refuse(srv, model[0], sn, conn, "already activated")
     if status != "notactivated":
         why = "disabled" if client[3] == "disabled" else "activation window expired"
-        _refuse(srv, model[0], sn, conn, why)
+        await _refuse(srv, model[0], sn, conn, why)
     cik = client[5]
-    with store.tx():
-        store.release_cik(client[0])
-        store.log_activation(model[0], sn, srv.now(), conn, "activated")
+    async with store.tx():
+        await store.release_cik(client[0])
+        await store.log_activation(model[0], sn, srv.now(), conn, "activated")
     log.info("activate %s: client %s activated", conn, client[0][:8])
     return text(cik)
 
 
-def _refuse(srv, model_id, sn, conn, why):
-    srv.store.log_activation(model_id, sn, srv.now(), conn, "refused: " + why)
+async def _refuse(srv, model_id, sn, conn, why):
+    await srv.store.log_activation(model_id, sn, srv.now(), conn, "refused: " + why)
     raise ApiError(409, why)
 
 
 async def download(request):
     srv = request.app[SERVER]
     store = srv.store
-    client = auth.device(store, request)
+    client = await auth.device(store, request)
     q = query(request)
     info = one(q, "info") == "true"
     bad_pair = 400 if info else 403  # -a.md: info answers 400 for an invalid pair
     vendor = check_name(one(q, "vendor"), "vendor")
     name = check_name(one(q, "model"), "model")
-    owner = store.vendor_by_name(vendor)
-    model = store.model(owner[1], name) if owner else None
-    mine = store.sn_of_client(client[0])
+    owner = await store.vendor_by_name(vendor)
+    model = await store.model(owner[1], name) if owner else None
+    mine = await store.sn_of_client(client[0])
     if model is None or mine is None or mine[0] != model[0]:
         raise ApiError(bad_pair, "invalid vendor/model pair")
     sn = mine[1]
     cid = one(q, "id")
     if cid is None:
-        ids = content.visible_ids(srv, model[0], sn)
+        ids = await content.visible_ids(srv, model[0], sn)
         return csv(ids)
     check_name(cid, "content id")
-    row = store.content(model[0], cid)
-    if row is None or not content.visible(srv, model[0], sn, row):
+    row = await store.content(model[0], cid)
+    if row is None or not await content.visible(srv, model[0], sn, row):
         raise ApiError(404, "no such content")
     if info:
         return csv([content.device_info(row)])

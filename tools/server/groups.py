@@ -25,18 +25,18 @@ from .util import (
 _MEMBERS_MAX = 1000  # per request
 
 
-def _ctx(request):
+async def _ctx(request):
     srv = request.app[SERVER]
-    caller = auth.vendor(srv.store, request)
+    caller = await auth.vendor(srv.store, request)
     other = request.headers.get("X-Exosite-Vendor")
     if other is not None and other != caller.name:
         raise ApiError(403, "shared access does not cover this procedure")
-    return srv, auth.model(srv.store, request, caller, request.match_info["model"])
+    return srv, await auth.model(srv.store, request, caller, request.match_info["model"])
 
 
-def _group(srv, model, gid):
+async def _group(srv, model, gid):
     check_name(gid, "group id")
-    row = srv.store.group(model.id, gid)
+    row = await srv.store.group(model.id, gid)
     if row is None:
         raise ApiError(404, "no such group")
     return gid, row
@@ -47,32 +47,32 @@ def _member_line(type_, mid, expire, meta):
 
 
 async def list_groups(request):
-    srv, model = _ctx(request)
+    srv, model = await _ctx(request)
     offset, limit = page(query(request))
-    rows = srv.store.groups(model.id, offset, limit)
+    rows = await srv.store.groups(model.id, offset, limit)
     return csv([f"{gid},{meta}" for gid, meta in rows], empty_status=204)
 
 
 async def create_or_delete(request):
-    srv, model = _ctx(request)
+    srv, model = await _ctx(request)
     form = parse_form(await read_body(request))
     gid = check_name(one(form, "id"), "group id")
     if is_true(form, "delete"):
-        if not srv.store.delete_group(model.id, gid):
+        if not await srv.store.delete_group(model.id, gid):
             raise ApiError(404, "no such group")
         return done()
     meta = one(form, "meta")
     meta = check_text(one(form, "description") if meta is None else meta, "meta")
     try:
-        srv.store.add_group(model.id, gid, meta)
+        await srv.store.add_group(model.id, gid, meta)
     except Duplicate:
         raise ApiError(409, "group already exists")
     return done()
 
 
 async def group_info(request):
-    srv, model = _ctx(request)
-    gid, (meta, count) = _group(srv, model, request.match_info["id"])
+    srv, model = await _ctx(request)
+    gid, (meta, count) = await _group(srv, model, request.match_info["id"])
     q = query(request)
     show = one(q, "show")
     if show is None:
@@ -80,20 +80,20 @@ async def group_info(request):
     if show != "groups":
         raise ApiError(400, "unknown show")
     offset, limit = page(q)
-    return csv(srv.store.groups_of(model.id, "group", gid, offset, limit), empty_status=204)
+    return csv(await srv.store.groups_of(model.id, "group", gid, offset, limit), empty_status=204)
 
 
 async def delete_group(request):
-    srv, model = _ctx(request)
+    srv, model = await _ctx(request)
     gid = check_name(request.match_info["id"], "group id")
-    if not srv.store.delete_group(model.id, gid):
+    if not await srv.store.delete_group(model.id, gid):
         raise ApiError(404, "no such group")
     return done()
 
 
 async def list_members(request):
-    srv, model = _ctx(request)
-    gid, _row = _group(srv, model, request.match_info["id"])
+    srv, model = await _ctx(request)
+    gid, _row = await _group(srv, model, request.match_info["id"])
     q = query(request)
     type_, mid = one(q, "type"), one(q, "id")
     if type_ is not None:
@@ -101,7 +101,7 @@ async def list_members(request):
     if mid is not None:
         check_name(mid, "id")
     offset, limit = page(q)
-    rows = srv.store.members(model.id, gid, type_, mid, offset, limit)
+    rows = await srv.store.members(model.id, gid, type_, mid, offset, limit)
     if type_ is not None and mid is not None and not rows:
         raise ApiError(404, "no such member")
     return csv([_member_line(*r) for r in rows], empty_status=204)
@@ -112,8 +112,8 @@ def _expire(value):
 
 
 async def post_members(request):
-    srv, model = _ctx(request)
-    gid, _row = _group(srv, model, request.match_info["id"])
+    srv, model = await _ctx(request)
+    gid, _row = await _group(srv, model, request.match_info["id"])
     kind = media_type(request)
     if kind == "text/csv":
         rows = []
@@ -124,7 +124,7 @@ async def post_members(request):
             rows.append((type_, mid, _expire(fields[2].strip()), check_text(fields[3], "meta")))
         if not rows or len(rows) > _MEMBERS_MAX:
             raise ApiError(400, f"expected 1..{_MEMBERS_MAX} members")
-        srv.store.upsert_members(model.id, gid, rows)
+        await srv.store.upsert_members(model.id, gid, rows)
         return done()
     if kind not in ("", "application/x-www-form-urlencoded"):
         raise ApiError(400, "unsupported Content-Type")
@@ -134,18 +134,18 @@ async def post_members(request):
     if not mids or len(mids) > _MEMBERS_MAX:
         raise ApiError(400, f"expected 1..{_MEMBERS_MAX} member ids")
     if is_true(form, "delete"):
-        if not srv.store.delete_members(model.id, gid, [(type_, m) for m in mids]):
+        if not await srv.store.delete_members(model.id, gid, [(type_, m) for m in mids]):
             raise ApiError(404, "no such member")
         return done()
     expire = _expire(one(form, "expire"))
     meta = check_text(one(form, "meta"), "meta")
-    srv.store.upsert_members(model.id, gid, [(type_, m, expire, meta) for m in mids])
+    await srv.store.upsert_members(model.id, gid, [(type_, m, expire, meta) for m in mids])
     return done()
 
 
 async def delete_members(request):
-    srv, model = _ctx(request)
-    gid, _row = _group(srv, model, request.match_info["id"])
+    srv, model = await _ctx(request)
+    gid, _row = await _group(srv, model, request.match_info["id"])
     if media_type(request) != "text/csv":
         raise ApiError(400, "expected a text/csv body of <type>,<id> lines")
     pairs = []
@@ -155,6 +155,6 @@ async def delete_members(request):
         pairs.append((check_name(fields[0].strip(), "type"), check_name(fields[1], "id")))
     if not pairs or len(pairs) > _MEMBERS_MAX:
         raise ApiError(400, f"expected 1..{_MEMBERS_MAX} members")
-    if not srv.store.delete_members(model.id, gid, pairs):
+    if not await srv.store.delete_members(model.id, gid, pairs):
         raise ApiError(404, "no such member")
     return done()

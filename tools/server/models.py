@@ -30,24 +30,26 @@ _JSON_TYPES = ("application/javascript", "application/json")
 _RID_LEN = 40
 
 
-def _ctx(request, shared_ok=False):
+async def _ctx(request, shared_ok=False):
     srv = request.app[SERVER]
-    caller = auth.vendor(srv.store, request)
-    return srv, auth.model(srv.store, request, caller, request.match_info["model"], shared_ok)
+    caller = await auth.vendor(srv.store, request)
+    return srv, await auth.model(
+        srv.store, request, caller, request.match_info["model"], shared_ok
+    )
 
 
-def _no_share(request):
+async def _no_share(request):
     """Procedures outside /<model>/ and /<model>/<sn> refuse X-Exosite-Vendor for another
     vendor (spec README, Shares)."""
     srv = request.app[SERVER]
-    caller = auth.vendor(srv.store, request)
+    caller = await auth.vendor(srv.store, request)
     other = request.headers.get("X-Exosite-Vendor")
     if other is not None and other != caller.name:
         raise ApiError(403, "shared access does not cover this procedure")
     return srv, caller
 
 
-def _template(srv, caller, form):
+async def _template(srv, caller, form):
     """(kind, template, options) of a model create/update body."""
     rid, code = one(form, "rid"), one(form, "code")
     if (rid is None) == (code is None):
@@ -58,7 +60,7 @@ def _template(srv, caller, form):
     if rid is not None:
         if len(rid) != _RID_LEN or not all(c in "0123456789abcdef" for c in rid):
             raise ApiError(400, "rid must be 40 hex characters")
-        if not auth.owns(srv.store, caller.rid, rid):
+        if not await auth.owns(srv.store, caller.rid, rid):
             raise ApiError(403, "rid is not a client of this vendor")
         return "rid", rid, options
     if not code:
@@ -70,36 +72,36 @@ def _template(srv, caller, form):
 
 
 async def list_models(request):
-    srv, caller = _no_share(request)
+    srv, caller = await _no_share(request)
     q = query(request)
     show = one(q, "show")
     if show == "shared":
-        return csv([f"{v},{m}" for v, m in srv.store.shared_models(caller.name)])
+        return csv([f"{v},{m}" for v, m in await srv.store.shared_models(caller.name)])
     if show is not None:
         raise ApiError(400, "unknown show")
-    return csv(srv.store.models(caller.rid))
+    return csv(await srv.store.models(caller.rid))
 
 
 async def create_or_delete_model(request):
-    srv, caller = _no_share(request)
+    srv, caller = await _no_share(request)
     form = await read_form(request)
     name = check_name(one(form, "model"), "model")
     if is_true(form, "delete"):
-        return _delete_model(srv, caller, name)
-    kind, template, options = _template(srv, caller, form)
+        return await _delete_model(srv, caller, name)
+    kind, template, options = await _template(srv, caller, form)
     try:
-        srv.store.add_model(caller.rid, name, kind, template, options)
+        await srv.store.add_model(caller.rid, name, kind, template, options)
     except Duplicate:
         raise ApiError(409, "model already exists")
     log.info("vendor %s: model %s created", caller.rid[:8], name)
     return done()
 
 
-def _delete_model(srv, caller, name):
-    row = srv.store.model(caller.rid, name)
+async def _delete_model(srv, caller, name):
+    row = await srv.store.model(caller.rid, name)
     if row is None:
         raise ApiError(404, "no such model")
-    for blob in srv.store.delete_model(row[0]):
+    for blob in await srv.store.delete_model(row[0]):
         srv.blobs.remove(blob)
     return done()
 
@@ -108,30 +110,30 @@ def _delete_model(srv, caller, name):
 
 
 async def model_info(request):
-    _srv, model = _ctx(request)
+    _srv, model = await _ctx(request)
     _id, _name, kind, template, options = model.row
     body = urlencode([(kind, template)] + [("options[]", o) for o in options], safe="[]")
     return text(body, ctype="application/x-www-form-urlencoded")
 
 
 async def update_model(request):
-    srv, model = _ctx(request)
+    srv, model = await _ctx(request)
     form = await read_form(request)
-    kind, template, options = _template(srv, model.caller, form)
-    srv.store.update_model(model.id, kind, template, options)
+    kind, template, options = await _template(srv, model.caller, form)
+    await srv.store.update_model(model.id, kind, template, options)
     return done()
 
 
 async def delete_model(request):
-    srv, model = _ctx(request)
-    return _delete_model(srv, model.caller, model.name)
+    srv, model = await _ctx(request)
+    return await _delete_model(srv, model.caller, model.name)
 
 
 # -- /provision/manage/model/<model>/ -------------------------------------------------------
 
 
 async def list_sns(request):
-    srv, model = _ctx(request, shared_ok=True)
+    srv, model = await _ctx(request, shared_ok=True)
     q = query(request)
     show = one(q, "show")
     if show is not None:
@@ -139,18 +141,18 @@ async def list_sns(request):
             if model.shared:
                 raise ApiError(403, "shared access does not cover this procedure")
             raise ApiError(400, "unknown show")
-        body = json.dumps({"ranges": srv.store.ranges(model.id)})
+        body = json.dumps({"ranges": await srv.store.ranges(model.id)})
         return text(body, ctype="application/javascript")
     offset, limit = page(q)
     enabled_by = None
     if model.shared:
         enabled_by = model.caller.rid  # a share sees only what it enabled
     elif one(q, "shared") is not None:
-        other = srv.store.vendor_by_name(check_name(one(q, "shared"), "shared"))
+        other = await srv.store.vendor_by_name(check_name(one(q, "shared"), "shared"))
         enabled_by = other[1] if other else "-"
     with_status = is_true(q, "status")
     lines = []
-    for sn, extra, rid, state, enabled_at in srv.store.list_sns(
+    for sn, extra, rid, state, enabled_at in await srv.store.list_sns(
         model.id, offset, limit, enabled_by
     ):
         extra = "" if model.shared else extra
@@ -160,33 +162,33 @@ async def list_sns(request):
 
 
 async def add_sns(request):
-    srv, model = _ctx(request)
+    srv, model = await _ctx(request)
     kind = media_type(request)
     if kind in _JSON_TYPES:
         specs = _read_ranges(await read_text(request))
-        if srv.store.range_count(model.id) + len(specs) > 1000:
+        if await srv.store.range_count(model.id) + len(specs) > 1000:
             raise ApiError(400, "too many ranges for one model")
-        srv.store.add_ranges(model.id, specs)
+        await srv.store.add_ranges(model.id, specs)
         return done()
     if kind == "text/csv":
         pairs = []
         for row in csv_rows(await read_text(request), 2):
             sn = check_name(row[0].strip(), "sn")
             pairs.append((sn, check_text(row[1] if len(row) > 1 else "", "extra")))
-        return _add_pairs(srv, model, pairs)
+        return await _add_pairs(srv, model, pairs)
     form = _form(await read_body(request), kind)
     if is_true(form, "delete"):
         sns = [check_name(s, "sn") for s in many(form, "sn")]
         if not sns:
             raise ApiError(400, "missing sn")
-        if not srv.store.delete_sns(model.id, sns):
+        if not await srv.store.delete_sns(model.id, sns):
             raise ApiError(404, "no such serial number")
         return done()
     sns = [check_name(s, "sn") for s in many(form, "sn")]
     if not sns:
         raise ApiError(400, "missing sn")
     extra = check_text(one(form, "extra"), "extra")
-    return _add_pairs(srv, model, [(sn, extra) for sn in sns])
+    return await _add_pairs(srv, model, [(sn, extra) for sn in sns])
 
 
 def _form(raw, kind):
@@ -195,13 +197,13 @@ def _form(raw, kind):
     return parse_form(raw)
 
 
-def _add_pairs(srv, model, pairs):
+async def _add_pairs(srv, model, pairs):
     if not pairs:
         raise ApiError(400, "no serial numbers")
     if len({sn for sn, _e in pairs}) != len(pairs):
         raise ApiError(409, "serial number given twice")
     try:
-        srv.store.add_sns(model.id, pairs)
+        await srv.store.add_sns(model.id, pairs)
     except Duplicate:
         raise ApiError(409, "serial number already exists")
     return done()
@@ -216,11 +218,11 @@ def _read_ranges(body):
 
 
 async def delete_sns(request):
-    srv, model = _ctx(request)
+    srv, model = await _ctx(request)
     kind = media_type(request)
     if kind in _JSON_TYPES:
         specs = _read_ranges(await read_text(request))
-        if not srv.store.delete_ranges(model.id, specs):
+        if not await srv.store.delete_ranges(model.id, specs):
             raise ApiError(404, "no such range")
         return done()
     if kind == "text/csv":
@@ -228,7 +230,7 @@ async def delete_sns(request):
         sns = [check_name(r[0].strip(), "sn") for r in rows]
         if not sns:
             raise ApiError(400, "no serial numbers")
-        if not srv.store.delete_sns(model.id, sns):
+        if not await srv.store.delete_sns(model.id, sns):
             raise ApiError(404, "no such serial number")
         return done()
     raise ApiError(400, "expected text/csv or application/javascript body")
@@ -237,11 +239,11 @@ async def delete_sns(request):
 # -- /provision/manage/model/<model>/<sn> ---------------------------------------------------
 
 
-def _sn(srv, model, raw):
+async def _sn(srv, model, raw):
     """(sn, row or None, whitelisted) for the path's serial number."""
     sn = check_name(raw, "sn")
-    row = srv.store.sn(model.id, sn)
-    listed = row is not None or snranges.any_contains(srv.store.ranges(model.id), sn)
+    row = await srv.store.sn(model.id, sn)
+    listed = row is not None or snranges.any_contains(await srv.store.ranges(model.id), sn)
     return sn, row, listed
 
 
@@ -252,14 +254,14 @@ def _share_guard(model, row):
 
 
 async def sn_get(request):
-    srv, model = _ctx(request, shared_ok=True)
+    srv, model = await _ctx(request, shared_ok=True)
     q = query(request)
-    sn, row, listed = _sn(srv, model, request.match_info["sn"])
+    sn, row, listed = await _sn(srv, model, request.match_info["sn"])
     show = one(q, "show")
     if show == "log":
         if row is not None:
             _share_guard(model, row)
-        log_rows = srv.store.activation_log(model.id, sn)
+        log_rows = await srv.store.activation_log(model.id, sn)
         if not listed and not log_rows:
             raise ApiError(404, "no such serial number")
         if model.shared and row is None:
@@ -271,7 +273,7 @@ async def sn_get(request):
         if not listed:
             raise ApiError(404, "no such serial number")
         offset, limit = page(q)
-        return csv(srv.store.groups_of(model.id, "sn", sn, offset, limit), empty_status=204)
+        return csv(await srv.store.groups_of(model.id, "sn", sn, offset, limit), empty_status=204)
     if show is not None:
         raise ApiError(400, "unknown show")
     if not listed:
@@ -281,16 +283,16 @@ async def sn_get(request):
             raise ApiError(403, "serial number not enabled by this vendor")
         return csv([], empty_status=204)  # whitelisted by a range, never used
     _share_guard(model, row)
-    client = srv.store.client(row[2]) if row[2] else None
+    client = await srv.store.client(row[2]) if row[2] else None
     status = srv.status(client[3], client[4]) if client else ""
     extra = "" if model.shared else row[1]
     return csv([f"{status},{row[2] or ''},{extra}"])
 
 
 async def sn_post(request):
-    srv, model = _ctx(request, shared_ok=True)
+    srv, model = await _ctx(request, shared_ok=True)
     form = await read_form(request)
-    sn, row, listed = _sn(srv, model, request.match_info["sn"])
+    sn, row, listed = await _sn(srv, model, request.match_info["sn"])
     enable, disable = is_true(form, "enable"), is_true(form, "disable")
     if enable == disable:
         raise ApiError(400, "give enable=true or disable=true")
@@ -303,39 +305,39 @@ async def sn_post(request):
         _share_guard(model, row)
         if row is None or not row[2]:
             raise ApiError(409, "serial number is not enabled")
-        srv.store.set_client_cik(row[2], None, "disabled", 0)
+        await srv.store.set_client_cik(row[2], None, "disabled", 0)
         log.info("model %s: client %s disabled", model.id, row[2][:8])
         return done()
     if owner is not None and oldsn is not None:
         raise ApiError(400, "give owner or oldsn, not both")
     if owner is not None:
-        return _create_client(srv, model, sn, row, owner)
+        return await _create_client(srv, model, sn, row, owner)
     if oldsn is not None:
-        return _remap(srv, model, sn, row, check_name(oldsn, "oldsn"))
+        return await _remap(srv, model, sn, row, check_name(oldsn, "oldsn"))
     _share_guard(model, row)
     if row is None or not row[2]:
         raise ApiError(409, "serial number was never enabled")
-    srv.store.set_client_cik(row[2], new_cik(), "notactivated", srv.now())
+    await srv.store.set_client_cik(row[2], new_cik(), "notactivated", srv.now())
     log.info("model %s: client %s regenerated", model.id, row[2][:8])
     return done()
 
 
-def _create_client(srv, model, sn, row, owner):
+async def _create_client(srv, model, sn, row, owner):
     if row is not None and row[2]:
         raise ApiError(409, "serial number already has a client")
-    if not auth.owns(srv.store, model.caller.rid, owner):
+    if not await auth.owns(srv.store, model.caller.rid, owner):
         raise ApiError(409, "owner resources not sufficient")
     rid = new_rid()
-    with srv.store.tx():
-        srv.store.ensure_sn(model.id, sn)
-        srv.store.add_client(rid, owner, "device", new_cik(), "notactivated", srv.now())
-        srv.store.set_sn_client(model.id, sn, rid, model.caller.rid)
+    async with srv.store.tx():
+        await srv.store.ensure_sn(model.id, sn)
+        await srv.store.add_client(rid, owner, "device", new_cik(), "notactivated", srv.now())
+        await srv.store.set_sn_client(model.id, sn, rid, model.caller.rid)
     log.info("model %s: client %s created", model.id, rid[:8])
     return text(rid, ctype="text/csv")
 
 
-def _remap(srv, model, sn, row, oldsn):
-    old = srv.store.sn(model.id, oldsn)
+async def _remap(srv, model, sn, row, oldsn):
+    old = await srv.store.sn(model.id, oldsn)
     if old is None:
         raise ApiError(404, "no such old serial number")
     _share_guard(model, old)
@@ -343,19 +345,19 @@ def _remap(srv, model, sn, row, oldsn):
         raise ApiError(409, "old serial number has no client")
     if row is not None and row[2]:
         raise ApiError(409, "serial number already has a client")
-    with srv.store.tx():
-        srv.store.ensure_sn(model.id, sn)
-        srv.store.set_sn_client(model.id, oldsn, None, None)
-        srv.store.set_sn_client(model.id, sn, old[2], model.caller.rid)
-        srv.store.set_client_cik(old[2], new_cik(), "notactivated", srv.now())
+    async with srv.store.tx():
+        await srv.store.ensure_sn(model.id, sn)
+        await srv.store.set_sn_client(model.id, oldsn, None, None)
+        await srv.store.set_sn_client(model.id, sn, old[2], model.caller.rid)
+        await srv.store.set_client_cik(old[2], new_cik(), "notactivated", srv.now())
     log.info("model %s: client %s remapped", model.id, old[2][:8])
     return done()
 
 
 async def sn_delete(request):
-    srv, model = _ctx(request)
-    sn, row, _listed = _sn(srv, model, request.match_info["sn"])
+    srv, model = await _ctx(request)
+    sn, row, _listed = await _sn(srv, model, request.match_info["sn"])
     if row is None:
         raise ApiError(404, "no such serial number")
-    srv.store.delete_sns(model.id, [sn])
+    await srv.store.delete_sns(model.id, [sn])
     return done()

@@ -30,7 +30,7 @@ _TS_MAX = 1 << 40
 
 async def write(request):
     srv = request.app[SERVER]
-    client = auth.device(srv.store, request)
+    client = await auth.device(srv.store, request)
     form = await read_form(request)
     if not form or len(form) > _ALIASES_MAX:
         raise ApiError(400, f"expected 1..{_ALIASES_MAX} aliases")
@@ -39,20 +39,20 @@ async def write(request):
         check_name(alias, "alias")
         for value in values:
             pairs.append((alias, check_text(value, "value")))
-    srv.store.write_data(client[0], srv.now(), pairs)
+    await srv.store.write_data(client[0], srv.now(), pairs)
     return web.Response(status=204)
 
 
 async def read(request):
     srv = request.app[SERVER]
-    client = auth.device(srv.store, request)
+    client = await auth.device(srv.store, request)
     aliases = list(query(request))
     if not aliases or len(aliases) > _ALIASES_MAX:
         raise ApiError(400, f"expected 1..{_ALIASES_MAX} aliases")
     pairs = []
     for alias in aliases:
         check_name(alias, "alias")
-        value = srv.store.latest(client[0], alias)
+        value = await srv.store.latest(client[0], alias)
         if value is not None:
             pairs.append((alias, value))
     return text(urlencode(pairs), ctype="application/x-www-form-urlencoded")
@@ -60,7 +60,7 @@ async def read(request):
 
 async def jsonp_register(request):
     srv = request.app[SERVER]
-    client = auth.client(srv.store, request)
+    client = await auth.client(srv.store, request)
     form = await read_form(request)
     aliases = [check_name(a, "alias") for a in many(form, "alias")]
     if not aliases or len(aliases) > _ALIASES_MAX:
@@ -78,7 +78,7 @@ async def jsonp_register(request):
         raise ApiError(400, "expire must be in the future and starttime before endtime")
     token = secrets.token_hex(20)
     spec = {"aliases": aliases, "start": start, "end": end, "limit": limit, "now": now}
-    srv.store.add_jsonp_token(token, client[0], spec, expire)
+    await srv.store.add_jsonp_token(token, client[0], spec, expire)
     return text(token)
 
 
@@ -95,16 +95,16 @@ async def jsonp(request):
     p = int_field(one(q, "p"), "p", 0)
     if p > 1_000_000:
         raise ApiError(400, "p too large")
-    row = srv.store.jsonp_token(token) if len(token) <= 256 else None
+    row = await srv.store.jsonp_token(token) if len(token) <= 256 else None
     if row is None or row[2] <= srv.now():
         raise ApiError(401, "unknown or expired token")
     rid, spec, _expire = row
-    if srv.store.client(rid) is None:
+    if await srv.store.client(rid) is None:
         raise ApiError(401, "unknown or expired token")
     limit = spec["limit"]
     result = {}
     for alias in spec["aliases"]:
-        rows = srv.store.series(rid, alias, spec["start"], spec["end"], p * limit, limit)
+        rows = await srv.store.series(rid, alias, spec["start"], spec["end"], p * limit, limit)
         result[alias] = {"data": [[ts, value] for ts, value in rows]}
     body = f"{callback}({json.dumps({'result': result})});"
     return text(body, ctype="application/javascript")

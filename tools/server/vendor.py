@@ -8,59 +8,59 @@ from .state import SERVER, log
 from .util import ApiError, check_name, csv, done, is_true, one, read_form, text
 
 
-def _ctx(request):
+async def _ctx(request):
     srv = request.app[SERVER]
-    caller = auth.vendor(srv.store, request)
+    caller = await auth.vendor(srv.store, request)
     other = request.headers.get("X-Exosite-Vendor")
     if other is not None and other != caller.name:
         raise ApiError(403, "shared access does not cover this procedure")
     return srv, caller
 
 
-def _model(request):
-    srv, caller = _ctx(request)
-    return srv, caller, auth.model(srv.store, request, caller, request.match_info["model"])
+async def _model(request):
+    srv, caller = await _ctx(request)
+    return srv, caller, await auth.model(srv.store, request, caller, request.match_info["model"])
 
 
 # -- /provision/manage/share/<model>/ ------------------------------------------------------
 
 
 async def list_shares(request):
-    srv, _caller, model = _model(request)
-    return csv(srv.store.share_names(model.id), empty_status=204)
+    srv, _caller, model = await _model(request)
+    return csv(await srv.store.share_names(model.id), empty_status=204)
 
 
 async def post_share(request):
-    srv, caller, model = _model(request)
+    srv, caller, model = await _model(request)
     form = await read_form(request)
     name = check_name(one(form, "vendor"), "vendor")
     if is_true(form, "delete"):
-        if not srv.store.delete_share(model.id, name):
+        if not await srv.store.delete_share(model.id, name):
             raise ApiError(404, "model not shared with this vendor")
         return done()
     if name == caller.name:
         raise ApiError(400, "a model cannot be shared with its own vendor")
-    if srv.store.vendor_by_name(name) is None:
+    if await srv.store.vendor_by_name(name) is None:
         raise ApiError(404, "no such vendor")
     try:
-        srv.store.add_share(model.id, name)
+        await srv.store.add_share(model.id, name)
     except Duplicate:
         raise ApiError(409, "model already shared with this vendor")
     return done()
 
 
 async def get_share(request):
-    srv, _caller, model = _model(request)
+    srv, _caller, model = await _model(request)
     name = check_name(request.match_info["vendor"], "vendor")
-    if not srv.store.is_shared(model.id, name):
+    if not await srv.store.is_shared(model.id, name):
         raise ApiError(404, "model not shared with this vendor")
     return csv([], empty_status=204)
 
 
 async def delete_share(request):
-    srv, _caller, model = _model(request)
+    srv, _caller, model = await _model(request)
     name = check_name(request.match_info["vendor"], "vendor")
-    if not srv.store.delete_share(model.id, name):
+    if not await srv.store.delete_share(model.id, name):
         raise ApiError(404, "model not shared with this vendor")
     return done()
 
@@ -70,8 +70,8 @@ async def delete_share(request):
 
 async def get_register(request):
     srv = request.app[SERVER]
-    client = auth.client(srv.store, request)
-    name = srv.store.vendor_name_of(client[0])
+    client = await auth.client(srv.store, request)
+    name = await srv.store.vendor_name_of(client[0])
     if name is None:
         raise ApiError(404, "no vendor name registered to this client")
     return text(name)
@@ -79,20 +79,20 @@ async def get_register(request):
 
 async def post_register(request):
     srv = request.app[SERVER]
-    client = auth.client(srv.store, request)
+    client = await auth.client(srv.store, request)
     form = await read_form(request)
     name = check_name(one(form, "vendor"), "vendor")
     if client[1] != "vendor":
         raise ApiError(403, "device clients cannot register vendor names")
     if is_true(form, "delete"):
-        if not srv.store.delete_vendor_name(name, client[0]):
+        if not await srv.store.delete_vendor_name(name, client[0]):
             raise ApiError(404, "vendor name not registered to this client")
         log.info("client %s: vendor name removed", client[0][:8])
         return done()
-    if srv.store.vendor_name_of(client[0]) is not None:
+    if await srv.store.vendor_name_of(client[0]) is not None:
         raise ApiError(409, "this client already has a vendor name")
     try:
-        srv.store.add_vendor_name(name, client[0])
+        await srv.store.add_vendor_name(name, client[0])
     except Duplicate:
         raise ApiError(409, "vendor name taken")
     log.info("client %s: vendor name registered", client[0][:8])
@@ -103,23 +103,23 @@ async def post_register(request):
 
 
 async def list_tokens(request):
-    srv, caller = _ctx(request)
-    return csv(srv.store.token_ids(caller.rid))
+    srv, caller = await _ctx(request)
+    return csv(await srv.store.token_ids(caller.rid))
 
 
 async def post_token(request):
-    srv, caller = _ctx(request)
+    srv, caller = await _ctx(request)
     form = await read_form(request)
     tid = check_name(one(form, "id"), "token id")
     if is_true(form, "delete"):
-        if not srv.store.delete_token(caller.rid, tid):
+        if not await srv.store.delete_token(caller.rid, tid):
             raise ApiError(404, "no such token")
         return done()
-    if len(srv.store.token_ids(caller.rid)) >= 1000:
+    if len(await srv.store.token_ids(caller.rid)) >= 1000:
         raise ApiError(409, "too many tokens")
     token = secrets.token_hex(20)
     try:
-        srv.store.add_token(caller.rid, tid, token)
+        await srv.store.add_token(caller.rid, tid, token)
     except Duplicate:
         raise ApiError(409, "token id already exists")
     log.info("vendor %s: token created", caller.rid[:8])
@@ -127,17 +127,17 @@ async def post_token(request):
 
 
 async def get_token(request):
-    srv, caller = _ctx(request)
+    srv, caller = await _ctx(request)
     tid = check_name(request.match_info["id"], "token id")
-    token = srv.store.token_secret(caller.rid, tid)
+    token = await srv.store.token_secret(caller.rid, tid)
     if token is None:
         raise ApiError(404, "no such token")
     return text(token)
 
 
 async def delete_token(request):
-    srv, caller = _ctx(request)
+    srv, caller = await _ctx(request)
     tid = check_name(request.match_info["id"], "token id")
-    if not srv.store.delete_token(caller.rid, tid):
+    if not await srv.store.delete_token(caller.rid, tid):
         raise ApiError(404, "no such token")
     return done()
