@@ -38,8 +38,17 @@ def _header(request, name):
 
 async def vendor(store, request):
     """The calling vendor, from X-Exosite-CIK or X-Exosite-Token; 401 otherwise."""
-    cik = _header(request, "X-Exosite-CIK")
-    token = _header(request, "X-Exosite-Token")
+    return await vendor_from(
+        store, _header(request, "X-Exosite-CIK"), _header(request, "X-Exosite-Token")
+    )
+
+
+async def vendor_from(store, cik=None, token=None):
+    """The vendor holding this CIK (tried first) or vendor token; 401 otherwise. The API's
+    headers and the dashboard's login form both end here."""
+    for value in (cik, token):
+        if value is not None and (not value or len(value) > CRED_MAX):
+            raise ApiError(401, "invalid credentials")
     if cik is not None:
         row = await store.client_by_cik(cik)
         rid = row[0] if row is not None and row[1] == "vendor" else None
@@ -79,8 +88,15 @@ async def model(store, request, caller, name, shared_ok=False):
     others do. With the header naming another vendor, the model must be shared with the
     caller and the procedure one that shares allow (`shared_ok`), else 403.
     """
+    return await resolve_model(
+        store, caller, name, request.headers.get("X-Exosite-Vendor"), shared_ok
+    )
+
+
+async def resolve_model(store, caller, name, owner_name=None, shared_ok=False):
+    """`model` without a request: `owner_name` stands for the X-Exosite-Vendor header (the
+    dashboard passes the owner its URL names)."""
     check_name(name, "model")
-    owner_name = request.headers.get("X-Exosite-Vendor")
     if owner_name is not None and owner_name != caller.name:
         if not shared_ok:
             raise ApiError(403, "shared access does not cover this procedure")

@@ -36,8 +36,9 @@ class Blobs:
             if not name.startswith("tmp-") and name not in keep:
                 self._unlink(name)
 
-    async def receive(self, request, cap):
-        """Stream the request body to a new blob: returns (name, size). 413 over `cap`."""
+    async def receive(self, request, cap, digest=None):
+        """Stream the request body to a new blob: returns (name, size). 413 over `cap`.
+        `digest` (a hashlib object) sees every byte on the way."""
         length = request.content_length
         if length is not None and length > cap:
             raise too_large(cap)
@@ -55,6 +56,8 @@ class Blobs:
                     if size > cap:
                         raise too_large(cap)
                     f.write(chunk)
+                    if digest is not None:
+                        digest.update(chunk)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(self.path(tmp), self.path(name))

@@ -135,20 +135,32 @@ async def create_or_delete(request):
     form = await read_form(request)
     cid = check_name(one(form, "id"), "content id")
     if is_true(form, "delete"):
-        existed, blob = await srv.store.delete_content(model.id, cid)
-        if not existed:
-            raise ApiError(404, "no such content")
-        srv.blobs.remove(blob)
+        await remove(srv, model, cid)
         return done()
     meta = one(form, "meta")
     if meta is None:
         meta = one(form, "description")
+    await create(srv, model, cid, meta, is_true(form, "protected"))
+    return done()
+
+
+async def create(srv, model, cid, meta, protected):
+    """A new content id (API and dashboard); 409 when it exists."""
+    check_name(cid, "content id")
     meta = check_text(meta, "meta")
     try:
-        await srv.store.add_content(model.id, cid, meta, is_true(form, "protected"))
+        await srv.store.add_content(model.id, cid, meta, protected)
     except Duplicate:
         raise ApiError(409, "content id already exists")
-    return done()
+
+
+async def remove(srv, model, cid):
+    """Delete a content id and its blob (API and dashboard); 404 when there is none."""
+    check_name(cid, "content id")
+    existed, blob = await srv.store.delete_content(model.id, cid)
+    if not existed:
+        raise ApiError(404, "no such content")
+    srv.blobs.remove(blob)
 
 
 async def _content(srv, model, cid):
@@ -196,26 +208,32 @@ async def upload(request):
     caller = await auth.vendor(srv.store, request)
     model = await _model(request, caller)
     cid = (await _content(srv, model, request.match_info["id"]))["cid"]
-    ctype = request.headers.get("Content-Type", "application/octet-stream").strip()
+    ctype = check_ctype(request.headers.get("Content-Type", "application/octet-stream"))
+    name, size = await srv.blobs.receive(request, srv.max_content)
+    await attach(srv, model, cid, name, ctype, size)
+    return done()
+
+
+def check_ctype(ctype):
+    ctype = ctype.strip()
     if not ctype or len(ctype) > 200 or "," in ctype or not ctype.isprintable():
         raise ApiError(400, "invalid Content-Type")
-    name, size = await srv.blobs.receive(request, srv.max_content)
+    return ctype
+
+
+async def attach(srv, model, cid, name, ctype, size):
+    """Point content `cid` at the received blob `name` (API and dashboard uploads)."""
     old = await srv.store.set_blob(model.id, cid, name, ctype, size, srv.now())
     if old is False:
         srv.blobs.remove(name)
         raise ApiError(404, "content deleted during upload")
     srv.blobs.remove(old)
     log.info("upload %s/%s: %d bytes", model.id, cid, size)
-    return done()
 
 
 async def delete_item(request):
     srv = request.app[SERVER]
     caller = await auth.vendor(srv.store, request)
     model = await _model(request, caller)
-    cid = check_name(request.match_info["id"], "content id")
-    existed, blob = await srv.store.delete_content(model.id, cid)
-    if not existed:
-        raise ApiError(404, "no such content")
-    srv.blobs.remove(blob)
+    await remove(srv, model, request.match_info["id"])
     return done()

@@ -247,6 +247,20 @@ async def _sn(srv, model, raw):
     return sn, row, listed
 
 
+async def sn_row(srv, model, sn):
+    """The row GET <model>/<sn> shows (API and dashboard): 404 when the serial number is not
+    listed, 403 to a share that did not enable it, None for a range member never used."""
+    sn, row, listed = await _sn(srv, model, sn)
+    if not listed:
+        raise ApiError(404, "no such serial number")
+    if row is None:
+        if model.shared:
+            raise ApiError(403, "serial number not enabled by this vendor")
+        return None
+    _share_guard(model, row)
+    return row
+
+
 def _share_guard(model, row):
     """A share acts only on serial numbers it enabled."""
     if model.shared and (row is None or row[3] != model.caller.rid):
@@ -276,13 +290,9 @@ async def sn_get(request):
         return csv(await srv.store.groups_of(model.id, "sn", sn, offset, limit), empty_status=204)
     if show is not None:
         raise ApiError(400, "unknown show")
-    if not listed:
-        raise ApiError(404, "no such serial number")
+    row = await sn_row(srv, model, sn)
     if row is None:
-        if model.shared:
-            raise ApiError(403, "serial number not enabled by this vendor")
         return csv([], empty_status=204)  # whitelisted by a range, never used
-    _share_guard(model, row)
     client = await srv.store.client(row[2]) if row[2] else None
     status = srv.status(client[3], client[4]) if client else ""
     extra = "" if model.shared else row[1]
@@ -292,14 +302,23 @@ async def sn_get(request):
 async def sn_post(request):
     srv, model = await _ctx(request, shared_ok=True)
     form = await read_form(request)
-    sn, row, listed = await _sn(srv, model, request.match_info["sn"])
+    sn = check_name(request.match_info["sn"], "sn")
     enable, disable = is_true(form, "enable"), is_true(form, "disable")
     if enable == disable:
         raise ApiError(400, "give enable=true or disable=true")
+    action = "enable" if enable else "disable"
+    rid = await set_sn(srv, model, sn, action, one(form, "owner"), one(form, "oldsn"))
+    return done() if rid is None else text(rid, ctype="text/csv")
+
+
+async def set_sn(srv, model, sn, action, owner=None, oldsn=None):
+    """POST <model>/<sn> for the API and the dashboard: `disable`, or `enable` with `owner`
+    (create the client), with `oldsn` (move that client here) or alone (regenerate the CIK).
+    Returns the rid of a client it created, else None."""
+    sn, row, listed = await _sn(srv, model, sn)
     if not listed:
         raise ApiError(404, "no such serial number")
-    owner, oldsn = one(form, "owner"), one(form, "oldsn")
-    if disable:
+    if action == "disable":
         if owner is not None or oldsn is not None:
             raise ApiError(400, "disable takes no owner or oldsn")
         _share_guard(model, row)
@@ -307,7 +326,7 @@ async def sn_post(request):
             raise ApiError(409, "serial number is not enabled")
         await srv.store.set_client_cik(row[2], None, "disabled", 0)
         log.info("model %s: client %s disabled", model.id, row[2][:8])
-        return done()
+        return None
     if owner is not None and oldsn is not None:
         raise ApiError(400, "give owner or oldsn, not both")
     if owner is not None:
@@ -319,7 +338,7 @@ async def sn_post(request):
         raise ApiError(409, "serial number was never enabled")
     await srv.store.set_client_cik(row[2], new_cik(), "notactivated", srv.now())
     log.info("model %s: client %s regenerated", model.id, row[2][:8])
-    return done()
+    return None
 
 
 async def _create_client(srv, model, sn, row, owner):
@@ -333,7 +352,7 @@ async def _create_client(srv, model, sn, row, owner):
         await srv.store.add_client(rid, owner, "device", new_cik(), "notactivated", srv.now())
         await srv.store.set_sn_client(model.id, sn, rid, model.caller.rid)
     log.info("model %s: client %s created", model.id, rid[:8])
-    return text(rid, ctype="text/csv")
+    return rid
 
 
 async def _remap(srv, model, sn, row, oldsn):
@@ -351,7 +370,7 @@ async def _remap(srv, model, sn, row, oldsn):
         await srv.store.set_sn_client(model.id, sn, old[2], model.caller.rid)
         await srv.store.set_client_cik(old[2], new_cik(), "notactivated", srv.now())
     log.info("model %s: client %s remapped", model.id, old[2][:8])
-    return done()
+    return None
 
 
 async def sn_delete(request):
