@@ -4,7 +4,7 @@ It decides and sleeps; exchanges are api's, bytes are updater's and the board's.
 transition is saved before it is acted on.
 """
 
-from . import store, updater
+from . import compat, store, updater
 from .api import ApiError
 from .compat import const, log
 from .http import AgentError
@@ -19,6 +19,8 @@ REFUSED = const(6)  # an update was refused (digest missing or wrong)
 
 _MIN = const(2000)  # backoff: 2 s doubling to 10 min, with jitter (issue 3)
 _MAX = const(600000)
+_RMS = const(4000)  # a report's whole exchange: it must never hold an update back
+_ERR = const(60)  # the reported error is cut to this many characters
 
 
 class Fsm:
@@ -26,6 +28,9 @@ class Fsm:
         self.board, self.api, self.cfg = board, api, cfg
         self.rec = store.load(board)
         self.backoff = _MIN
+        # Reports (issue 10): said = this start's status went out; say = the state it names;
+        # pct = the last progress step (tens of percent) reported; err = an error not yet told.
+        self.said, self.say, self.pct, self.err = False, "active", 10, None
         # One download buffer for the whole run (main allocates it before the heap fragments).
         self.mv = mv or memoryview(bytearray(cfg.get("buffer", 4096)))
 
@@ -38,13 +43,50 @@ class Fsm:
             self.rec["state"] = state
         self.save()
 
-    def _report(self, *pairs):
-        # Best-effort status through the alias interface: never needed for success.
-        if self.cfg.get("report", True):
-            try:
-                self.api.report(self.rec["cik"], *pairs)
-            except (OSError, AgentError) as e:
+    def _report(self, state, *more):
+        # Best-effort status through the alias interface: never needed for success, so a
+        # short deadline, and a failure is only logged at level 2. With a state: the whole
+        # status (what runs, counters, an error not yet told), else only `more`.
+        rec, conn = self.rec, self.api.conn
+        if not rec["cik"] or not self.cfg.get("report", True):
+            return False
+        if state:
+            i, n = rec["inst"] or {}, rec["n"]
+            more = (
+                (
+                    ("state", state),
+                    ("version", i.get("ver") or i.get("ts") or ""),
+                    ("content", "%s:%d" % (i["id"], i["ts"]) if i.get("id") else ""),
+                    ("boots", n.get("boot", 0)),
+                    ("rollbacks", n.get("rb", 0)),
+                )
+                + more
+                + ((("error", self.err),) if self.err else ())
+            )
+        t, conn._timeout = conn._timeout, min(conn._timeout, _RMS)
+        try:
+            self.api.report(rec["cik"], *more)
+            if state:
+                self.err = None
+            return True
+        except (OSError, AgentError) as e:
+            if compat.level > 1:
                 log("report not sent:", repr(e))
+            return False
+        finally:
+            conn._timeout = t
+
+    def _saved(self):
+        # updater's save() after each range: progress at most once per 10 %, and no more
+        # progress in this download once a report failed. off // (size // 10 + 1) is the
+        # tens of percent without a product that could outgrow a small int.
+        self.save()
+        j = self.rec["j"]
+        p = j["off"] // (j["size"] // 10 + 1) if j else 10
+        if self.pct < p < 10:
+            self.pct = p
+            if not self._report(None, ("progress", p * 10)):
+                self.pct = 10
 
     def start(self):
         """Book-keeping of one start: count it, roll back an update that never came up."""
@@ -61,6 +103,7 @@ class Fsm:
                 rec["pend"], rec["j"], rec["bad"] = None, None, "%s:%d" % (p["id"], p["ts"])
                 rec["n"]["rb"] = rec["n"].get("rb", 0) + 1
                 self.save()
+                self.say = "rolledback"
                 self.board.slot_rollback()
         self.save()
 
@@ -88,7 +131,7 @@ class Fsm:
                     raise
                 rec["n"]["act"] = rec["n"].get("act", 0) + 1
                 self._set("active")
-                self._report(("state", "active"))
+                self.said = False  # each activation is told (after the list below)
             ids = api.list(rec["cik"], cfg.get("firmware_prefix", "firmware"))
             p = rec["pend"]
             if p:  # this start reached the server: keep the new content if it is running
@@ -105,6 +148,7 @@ class Fsm:
                     if not rec["j"] or j["tries"] >= self.cfg.get("max_boots", 3):  # give up
                         rec["j"], rec["bad"] = None, "%s:%d" % (p["id"], p["ts"])
                         rec["n"]["rb"] = rec["n"].get("rb", 0) + 1
+                        self.say = "rolledback"
                     self.save()
                 else:
                     rec["inst"] = {"id": p["id"], "ver": p["ver"], "sha": p["sha"], "ts": p["ts"]}
@@ -112,30 +156,41 @@ class Fsm:
                     rec["n"]["upd"] = rec["n"].get("upd", 0) + 1
                     log("update", p["id"], "confirmed")
                     self.save()
-                    self._report(("state", "active"), ("version", p["ver"] or p["ts"]))
+            if not self.said:  # this start or activation, with what runs after the above
+                self.said = True
+                self._report(self.say)
             c = updater.pick(api, rec["cik"], ids, rec)
             if c is None:
                 log("up to date")
+                if self.err:  # a failure was told (or not yet): say it is behind us
+                    self._report("active")
                 self.backoff = _MIN  # a whole pass worked: failures start over from 2 s
                 return OK, cfg.get("poll", 3600) * 1000
+            j = rec["j"]
+            self.pct = j["off"] // (j["size"] // 10 + 1) if j and j["id"] == c[0] else 0
+            self._report("downloading", ("target", c[4] or c[2]), ("progress", self.pct * 10))
             updater.download(
                 api,
                 self.board,
                 rec,
                 c,
                 self.mv,
-                self.save,
+                self._saved,
                 cfg.get("chunk", 65536),
                 cfg.get("allow_unverified"),
             )
-            self._report(("state", "applied"), ("version", c[4] or c[2]))
+            self.pct = 10
+            self._report("applied", ("target", c[4] or c[2]))
             log("restarting into the new content")
             self.board.reset()
             return RESET, 0
         except updater.Refused as e:
             log("update refused:", e.args[0])
+            self.err = e.args[0][:_ERR]
+            self._report("refused")
             return REFUSED, cfg.get("poll", 3600) * 1000
         except (OSError, AgentError) as e:
+            self.pct, self.err = 10, repr(e)[:_ERR]
             if isinstance(e, ApiError) and e.args[0] == 401 and not fresh:
                 # In active, 401 means the CIK was regenerated or disabled: activate again.
                 log("CIK refused (401): activating again")
@@ -147,6 +202,10 @@ class Fsm:
                 self._set("unprov")
             elif fresh and not rec["cik"] and not api.conn.sent:
                 self._set("unprov")  # the activation never left: nothing can have been lost
+            elif not isinstance(e, OSError):
+                # The server answered (an error status, a malformed answer): tell it now;
+                # after network trouble the error goes with the next status that gets out.
+                self._report("failed")
             log("retrying in", self.backoff // 1000, "s after", repr(e))
             from random import getrandbits
 
