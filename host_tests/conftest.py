@@ -53,6 +53,7 @@ class Client(requests.Session):
         if url.startswith("/"):
             url = self.base + url
         kw.setdefault("timeout", 30)
+        kw.setdefault("verify", self.verify)  # else REQUESTS_CA_BUNDLE overrides .verify
         return super().request(method, url, *a, **kw)
 
 

@@ -1,13 +1,18 @@
-"""The agent over https: certificate checked on CPython (CA file or system CAs) and, under
-MicroPython, against the configured ca_file with CERT_REQUIRED. A TLS front (agentkit
-StallProxy with tls=) sits before the real server."""
+"""HTTPS served by `exoprov server --tls-cert --tls-key` itself: the agent (CPython with a CA
+file or the system CAs; MicroPython with ca_file and CERT_REQUIRED) runs its whole flow
+against it, and refuses it when the certificate does not chain to the CA it trusts; the fleet
+client checks the certificate the same way. The CA is made at test time (agentkit.make_certs)."""
 
 import hashlib
 import json
 import os
 
 import pytest
-from agentkit import INTERPS, StallProxy, agent_config, make_certs, run_agent
+import requests
+from agentkit import INTERPS, agent_config, make_certs, run_agent
+from conftest import Server
+from exoprov.fleet.client import Client
+from exoprov.fleet.errors import ProvisionError
 
 
 @pytest.fixture(scope="module")
@@ -15,16 +20,25 @@ def certs(tmp_path_factory):
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
-@pytest.fixture
-def front(server, certs):
-    p = StallProxy(server.host, server.port, tls=(certs["cert"], certs["key"]))
-    yield p
-    p.close()
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory, certs):
+    srv = Server(
+        tmp_path_factory.mktemp("tls"),
+        "--activation-limit", "0", "--tls-cert", certs["cert"], "--tls-key", certs["key"],
+    )  # fmt: skip
+    yield srv
+    srv.stop()
 
 
-def setup_sn(server, sn, content=None):
-    v = server.add_vendor()
-    s = server.session(cik=v["cik"])
+def vendor_session(srv, certs):
+    v = srv.add_vendor()
+    s = srv.session(cik=v["cik"])
+    s.verify = certs["ca"]
+    return v, s
+
+
+def setup_sn(srv, certs, sn, content=None):
+    v, s = vendor_session(srv, certs)
     model = "tls" + sn
     assert s.post("/provision/manage/model/", data={"model": model, "code": "t"}).ok
     assert s.post(f"/provision/manage/model/{model}/", data={"sn": sn}).ok
@@ -39,31 +53,54 @@ def setup_sn(server, sn, content=None):
     return v["vendor"], model
 
 
+def test_server_says_https_and_plain_http_once(tls_server, server):
+    assert tls_server.url.startswith("https://127.0.0.1:")
+    assert "serving plain HTTP" not in tls_server.log_text()
+    assert server.url.startswith("http://")
+    assert server.log_text().count("serving plain HTTP") == 1
+    with pytest.raises(requests.exceptions.SSLError):  # not trusted by the system store
+        requests.get(tls_server.url + "/ip", timeout=10)
+
+
 @pytest.mark.parametrize("interp", INTERPS)
-def test_https_with_configured_ca(server, front, certs, tmp_path, interp):
+def test_https_with_configured_ca(tls_server, certs, tmp_path, interp):
     data = os.urandom(150_000)
-    vendor, model = setup_sn(server, "t1" + interp, data)
+    vendor, model = setup_sn(tls_server, certs, "t1" + interp, data)
     cfg = agent_config(
-        tmp_path, front.url, vendor=vendor, model=model, sn="t1" + interp, once=True,
+        tmp_path, tls_server.url, vendor=vendor, model=model, sn="t1" + interp, once=True,
         ca_file=certs["ca"],
     )  # fmt: skip
     r = run_agent(interp, cfg)
     assert r.returncode == 3, r.stderr
     assert (tmp_path / "install" / "fw.bin").read_bytes() == data
     assert run_agent(interp, cfg).returncode == 0
+    st = json.loads((tmp_path / "state" / "state.json").read_bytes())
+    assert st["state"] == "active" and len(st["cik"]) == 40
 
 
 @pytest.mark.parametrize("interp", INTERPS)
-def test_https_untrusted_certificate_refused(server, front, certs, tmp_path, interp):
-    vendor, model = setup_sn(server, "t2" + interp)
+def test_https_untrusted_certificate_refused(tls_server, certs, tmp_path, interp):
+    vendor, model = setup_sn(tls_server, certs, "t2" + interp)
     extra = {"ca_file": certs["other_ca"]}
     if interp == "cpython":
         extra = {}  # system CAs: our test CA is not among them
     cfg = agent_config(
-        tmp_path, front.url, vendor=vendor, model=model, sn="t2" + interp, once=True, **extra
-    )
+        tmp_path, tls_server.url, vendor=vendor, model=model, sn="t2" + interp, once=True,
+        **extra,
+    )  # fmt: skip
     r = run_agent(interp, cfg)
     assert r.returncode == 1, r.stderr
     assert "retrying in" in r.stderr
     st = json.loads((tmp_path / "state" / "state.json").read_bytes())
     assert st["cik"] is None and st["state"] == "unprov"  # nothing was sent
+
+
+def test_fleet_client_checks_the_certificate(tls_server, certs):
+    v = tls_server.add_vendor()
+    with Client(tls_server.url, cik=v["cik"], ca_file=certs["ca"]) as c:
+        c.request("GET", "/provision/manage/model/", (200, 204))
+    for ca in (certs["other_ca"], None):  # another CA; the system store
+        with Client(tls_server.url, cik=v["cik"], ca_file=ca) as c:
+            with pytest.raises(ProvisionError) as exc:
+                c.request("GET", "/provision/manage/model/", (200, 204))
+        assert "TLS" in str(exc.value) and v["cik"] not in str(exc.value)

@@ -149,11 +149,22 @@ class Client:
     for a shared model on the same connection pool.
     """
 
-    def __init__(self, server=DEFAULT_SERVER, cik=None, token=None, vendor=None, timeout=30):
+    def __init__(
+        self,
+        server=DEFAULT_SERVER,
+        cik=None,
+        token=None,
+        vendor=None,
+        timeout=30,
+        ca_file=None,
+    ):
         self.server = server.rstrip("/")
         self.timeout = timeout
         self.vendor = vendor
         self._session = requests.Session()
+        # https: the server's certificate is checked against `ca_file` (PEM) when given,
+        # else against the system's CA store
+        self._session.verify = ca_file or True
         self._own_session = True
         self._session.headers["User-Agent"] = "exoprov-fleet/0.1"
         if cik:
@@ -213,7 +224,13 @@ class Client:
         shown = path  # what errors carry: never the query (a sn is fine, a token is not)
         try:
             resp = self._session.request(
-                method, url, data=body, headers=hdrs, stream=stream, timeout=self.timeout
+                method,
+                url,
+                data=body,
+                headers=hdrs,
+                stream=stream,
+                timeout=self.timeout,
+                verify=self._session.verify,  # explicit: REQUESTS_CA_BUNDLE would win
             )
         except requests.RequestException as exc:
             raise ConnectionFailed(None, _net_reason(exc, self.server), method, shown)
@@ -731,6 +748,8 @@ def _unlink(path):
 
 
 def _net_reason(exc, server):
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"TLS with {server} failed (is its certificate signed by the CA you trust?)"
     if isinstance(exc, requests.Timeout):
         return f"no answer from {server} in time"
     if isinstance(exc, requests.ConnectionError):

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-_LISTEN = re.compile(r"listening on (http://[0-9.]+:(\d+))")
+_LISTEN = re.compile(r"listening on (https?://[0-9.]+:(\d+))")
 
 
 class ServerProcess:

@@ -3,10 +3,14 @@ chunks. Neither direction holds a whole blob in memory."""
 
 import os
 import secrets
+import time
 
 from .util import read_chunk, too_large
 
 CHUNK = 256 * 1024
+# Left-overs are only removed once this old: another worker or instance sharing the
+# directory may be writing a tmp- file, or about to commit a just-renamed blob, right now.
+STALE = 120.0
 
 
 class Blobs:
@@ -14,11 +18,17 @@ class Blobs:
         self.dir = str(directory)
         os.makedirs(self.dir, exist_ok=True)
         for name in os.listdir(self.dir):
-            if name.startswith("tmp-"):  # an upload cut short by a stop
+            if name.startswith("tmp-") and self._stale(name):  # an upload cut short
                 self._unlink(name)
 
     def path(self, name):
         return os.path.join(self.dir, name)
+
+    def _stale(self, name):
+        try:
+            return os.stat(self.path(name)).st_mtime < time.time() - STALE
+        except FileNotFoundError:
+            return False
 
     def _unlink(self, name):
         try:
@@ -33,7 +43,7 @@ class Blobs:
     def sweep(self, keep):
         """Remove blob files no content row points at (left by a crash mid-replace)."""
         for name in os.listdir(self.dir):
-            if not name.startswith("tmp-") and name not in keep:
+            if not name.startswith("tmp-") and name not in keep and self._stale(name):
                 self._unlink(name)
 
     async def receive(self, request, cap, digest=None):

@@ -52,7 +52,34 @@ def _server_args(argv):
         metavar="SECONDS",
         help="how long a request body may stall before 408 (default 30)",
     )
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve from N processes on the one port (default 1)",
+    )
+    p.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a reverse proxy (address or network) whose X-Forwarded-For / Forwarded "
+        "header names the client; repeatable (default: none, the headers are ignored)",
+    )
     args = p.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
+    if args.workers < 1:
+        p.error("workers must be at least 1")
+    try:
+        from .proxies import parse_networks
+
+        args.trusted = parse_networks(args.trusted_proxy)
+    except ValueError as exc:
+        p.error(f"--trusted-proxy: {exc}")
     if args.read_timeout <= 0:
         p.error("read-timeout must be positive")
     if args.activation_window < 1 or args.activation_limit < 0 or args.max_content_bytes < 0:
@@ -69,15 +96,65 @@ def server_main(argv):
     )
     logging.getLogger("aiohttp.server").addFilter(_quiet_bad_requests)
     try:
-        store = Store(args.db)
+        tls = _tls_context(args)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        sys.stderr.write(f"exoprov server: cannot load the TLS certificate or key: {exc}\n")
+        return 1
+    if tls is None:
+        logging.getLogger("exoprov.server").warning(
+            "serving plain HTTP (no --tls-cert/--tls-key): CIKs and content travel in the clear"
+        )
+    try:
+        store = _open_store(args)
     except Exception as exc:  # sqlite3.Error, OSError: say what, no traceback
         sys.stderr.write(f"exoprov server: cannot open {args.db}: {exc}\n")
         return 1
+    if args.workers > 1:
+        try:
+            asyncio.run(_sweep(args, store))
+        finally:
+            store.close()  # each worker opens its own connection
+        from .workers import supervise
+
+        return supervise(args, tls, _worker)
     try:
-        return asyncio.run(_serve(args, store))
+        return asyncio.run(_serve(args, store, tls))
     except OSError as exc:
         sys.stderr.write(f"exoprov server: {exc}\n")
         return 1
+    finally:
+        store.close()
+
+
+def _open_store(args):
+    return Store(args.db)
+
+
+def _blobs(args):
+    from .blobs import Blobs
+
+    return Blobs(args.blobs or (str(args.db) + ".blobs"))
+
+
+async def _sweep(args, store):
+    _blobs(args).sweep(await store.all_blobs())
+
+
+def _tls_context(args):
+    if not args.tls_cert:
+        return None
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # TLS 1.2 and 1.3 (mbedtls on boards: 1.2)
+    ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    return ctx
+
+
+def _worker(args, tls, sock, ready):
+    """One of --workers N processes (forked): its own store connection, the shared port."""
+    store = _open_store(args)
+    try:
+        return asyncio.run(_serve(args, store, tls, sock=sock, ready=ready))
     finally:
         store.close()
 
@@ -95,16 +172,18 @@ def _quiet_bad_requests(record):
     return True
 
 
-async def _serve(args, store):
+async def _serve(args, store, tls=None, sock=None, ready=None):
+    """Serve until SIGINT/SIGTERM. `sock`: a listening socket (a worker's); `ready`: called
+    once listening, instead of printing the listening line (the supervisor prints it)."""
     from aiohttp import web
 
     from .app import AccessLogger, make_app
-    from .blobs import Blobs
     from .ratelimit import Limiter
     from .state import Server
 
-    blobs = Blobs(args.blobs or (str(args.db) + ".blobs"))
-    blobs.sweep(await store.all_blobs())
+    blobs = _blobs(args)
+    if sock is None:  # with workers the supervisor sweeps once, before they start
+        blobs.sweep(await store.all_blobs())
     loop = asyncio.get_running_loop()
     limiter = Limiter(args.activation_limit, loop.time)
     server = Server(
@@ -114,6 +193,7 @@ async def _serve(args, store):
         args.activation_window,
         args.max_content_bytes,
         read_idle=args.read_timeout,
+        trusted=args.trusted,
     )
     runner = web.AppRunner(
         make_app(server),
@@ -124,11 +204,18 @@ async def _serve(args, store):
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, args.host, args.port, reuse_address=True)
+        if sock is not None:
+            site = web.SockSite(runner, sock, ssl_context=tls)
+        else:
+            site = web.TCPSite(runner, args.host, args.port, reuse_address=True, ssl_context=tls)
         await site.start()
-        host, port = runner.addresses[0][:2]
-        sys.stdout.write(f"exoprov server: listening on http://{host}:{port}\n")
-        sys.stdout.flush()
+        if ready is not None:
+            ready()
+        else:
+            host, port = runner.addresses[0][:2]
+            scheme = "https" if tls else "http"
+            sys.stdout.write(f"exoprov server: listening on {scheme}://{host}:{port}\n")
+            sys.stdout.flush()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)

@@ -2,7 +2,7 @@
 
 from . import auth, content
 from .snranges import any_contains
-from .state import SERVER, log, peer
+from .state import SERVER, log, peer, reached
 from .util import ApiError, check_name, csv, one, query, read_form, text
 
 _FAILED = (400, 403, 404, 409)
@@ -92,7 +92,6 @@ async def download(request):
 
 
 async def ip(request):
-    sock = request.transport.get_extra_info("sockname") if request.transport else None
-    host, port = ("0.0.0.0", 0) if not isinstance(sock, tuple) else (sock[0], sock[1])
+    host, port = reached(request)
     octets = host.split(".") if host.count(".") == 3 and ":" not in host else ["0"] * 4
     return text(",".join([*octets, str(port >> 8), str(port & 0xFF)]))

@@ -6,6 +6,8 @@ import time
 
 from aiohttp import web
 
+from . import proxies
+
 log = logging.getLogger("exoprov.server")
 
 
@@ -19,9 +21,18 @@ def new_cik():
 
 class Server:
     def __init__(
-        self, store, blobs, limiter, window, max_content, read_idle=30.0, clock=time.time
+        self,
+        store,
+        blobs,
+        limiter,
+        window,
+        max_content,
+        read_idle=30.0,
+        clock=time.time,
+        trusted=(),
     ):
         self.store = store
+        self.trusted = list(trusted)  # ip_networks of reverse proxies (--trusted-proxy)
         self.read_idle = read_idle  # seconds a request body may stall
         self.blobs = blobs
         self.limiter = limiter
@@ -47,8 +58,27 @@ SERVER = web.AppKey("server", Server)
 
 
 def peer(request):
-    """(address, 'ip:port') of the caller, for rate limiting and the activation log."""
+    """(address, 'ip:port') of the caller, for rate limiting and the activation log: the TCP
+    peer, or the client a trusted proxy forwards for (proxies.py)."""
+    info = request.transport.get_extra_info("peername") if request.transport else None
+    if not (isinstance(info, tuple) and len(info) >= 2):
+        return "unknown", "unknown"
+    addr, port, _reached = proxies.resolve(
+        str(info[0]), info[1], request.headers, request.app[SERVER].trusted
+    )
+    return addr, (f"{addr}:{port}" if port is not None else addr)
+
+
+def reached(request):
+    """(address, port) of the server as the client reached it: the local socket, or what a
+    trusted proxy says it accepted the client on (Forwarded: by=)."""
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    host, port = ("0.0.0.0", 0) if not isinstance(sock, tuple) else (str(sock[0]), sock[1])
     info = request.transport.get_extra_info("peername") if request.transport else None
     if isinstance(info, tuple) and len(info) >= 2:
-        return str(info[0]), f"{info[0]}:{info[1]}"
-    return "unknown", "unknown"
+        _a, _p, by = proxies.resolve(
+            str(info[0]), info[1], request.headers, request.app[SERVER].trusted
+        )
+        if by is not None:
+            host, port = by[0], by[1] if by[1] is not None else port
+    return host, port
