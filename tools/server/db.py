@@ -112,6 +112,11 @@ CREATE TABLE IF NOT EXISTS data (
     value TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS data_alias ON data(client_rid, alias, id);
+CREATE TABLE IF NOT EXISTS ui_sessions (
+    id_hash TEXT PRIMARY KEY,       -- SHA-256 of the dashboard's session cookie
+    vendor_rid TEXT NOT NULL,
+    expire INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS jsonp_tokens (
     token_hash TEXT PRIMARY KEY,
     client_rid TEXT NOT NULL,
@@ -728,3 +733,78 @@ class Store:
         if row is None:
             return None
         return row[0], json.loads(row[1]), row[2]
+
+    # -- dashboard sessions and pages (tools/server/ui) ------------------------------------
+
+    async def add_ui_session(self, id_hash, vendor_rid, expire, now):
+        """A dashboard session: only the hash of its cookie, the vendor and its expiry."""
+        async with self.tx():
+            self._run("DELETE FROM ui_sessions WHERE expire <= ?", now)
+            self._run(
+                "INSERT INTO ui_sessions (id_hash, vendor_rid, expire) VALUES (?, ?, ?)",
+                id_hash,
+                vendor_rid,
+                expire,
+            )
+
+    async def ui_session(self, id_hash, now):
+        """The vendor rid of an unexpired session, or None."""
+        row = self._one(
+            "SELECT vendor_rid FROM ui_sessions WHERE id_hash = ? AND expire > ?", id_hash, now
+        )
+        return None if row is None else row[0]
+
+    async def delete_ui_session(self, id_hash):
+        return self._run("DELETE FROM ui_sessions WHERE id_hash = ?", id_hash)
+
+    async def sn_count(self, model_id):
+        return self._one("SELECT COUNT(*) FROM sns WHERE model_id = ?", model_id)[0]
+
+    async def sn_page(self, model_id, page):
+        """One page of a model's serial numbers in sn order, by keyset (`after` / `before` an
+        sn, the primary key's order) so that a page costs the same at row 100 000 as at row 1.
+        page: dict(limit, after, before, search, status, version, enabled_by, now, window);
+        status is the spec's (activated, notactivated, expired) or "none" (no client).
+        Rows: (sn, extra, client_rid, client state, enabled_at, and from devstatus: version,
+        reported state, error, last_seen)."""
+        sql = [
+            "SELECT s.sn, s.extra, s.client_rid, c.state, c.enabled_at, d.version, d.state, "
+            "d.error, d.last_seen FROM sns s LEFT JOIN clients c ON c.rid = s.client_rid "
+            "LEFT JOIN devstatus d ON d.model_id = s.model_id AND d.sn = s.sn "
+            "WHERE s.model_id = ?"
+        ]
+        args = [model_id]
+        backwards = page.get("after") is None and page.get("before") is not None
+        if page.get("after") is not None:
+            sql.append("AND s.sn > ?")
+            args.append(page["after"])
+        elif backwards:
+            sql.append("AND s.sn < ?")
+            args.append(page["before"])
+        if page.get("enabled_by") is not None:
+            sql.append("AND s.enabled_by = ?")
+            args.append(page["enabled_by"])
+        if page.get("search"):
+            sql.append("AND instr(s.sn, ?) > 0")
+            args.append(page["search"])
+        status = page.get("status")
+        if status:
+            fresh = "c.state = 'notactivated' AND c.enabled_at + ? > ?"
+            sql.append(
+                {
+                    "activated": "AND c.state = 'activated'",
+                    "notactivated": f"AND {fresh}",
+                    "expired": f"AND c.state IS NOT NULL AND c.state != 'activated' "
+                    f"AND NOT ({fresh})",
+                    "none": "AND s.client_rid IS NULL",
+                }[status]
+            )
+            if status in ("notactivated", "expired"):
+                args += [page["window"], page["now"]]
+        if page.get("version"):
+            sql.append("AND d.version = ?")
+            args.append(page["version"])
+        sql.append(f"ORDER BY s.sn {'DESC' if backwards else 'ASC'} LIMIT ?")
+        args.append(page["limit"])
+        rows = self.db.execute(" ".join(sql), args).fetchall()
+        return rows[::-1] if backwards else rows
