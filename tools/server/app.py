@@ -5,7 +5,9 @@ import asyncio
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from . import content, device, groups, models, onep, vendor
+from . import content, device, fleetstatus, groups, metrics, models, onep, vendor
+from .logs import cred_hash
+from .metrics import METRICS
 from .state import SERVER, log
 from .util import ApiError
 
@@ -53,6 +55,10 @@ ROUTES = [
     ("GET", "/onep:v1/stack/alias", onep.read),
     ("POST", "/jsonp/register", onep.jsonp_register),
     ("GET", "/jsonp", onep.jsonp),
+    # exoprov extensions (README): fleet status for `exoprov fleet sn status`, and metrics
+    ("GET", "/exoprov/v1/model/{model}/status", fleetstatus.status),
+    ("GET", "/exoprov/v1/model/{model}/rollout", fleetstatus.rollout),
+    ("GET", "/metrics", metrics.handler),
 ]
 
 
@@ -91,9 +97,26 @@ async def errors(request, handler):
 
 
 class AccessLogger(AbstractAccessLogger):
-    """Method, path and status only: a query string may carry a jsonp token."""
+    """One line per request, which is also counted for /metrics. Text: address, method, path
+    (never the query: it may carry a jsonp token), status, time. The record carries `fields`
+    for --log-format json (logs.py): the procedure, body bytes and a hash of the credential."""
 
     def log(self, request, response, time):
+        try:
+            m = request.config_dict.get(METRICS)
+        except AttributeError:  # a request that never parsed has no application
+            m = metrics.LAST
+        name = m.observe(request, response, time) if m else metrics.procedure(request)
+        fields = {
+            "procedure": name,
+            "method": request.method,
+            "path": request.path,
+            "status": response.status,
+            "ms": round(time * 1000, 1),
+            "bytes": response.body_length,
+            "remote": request.remote,
+            "cred": cred_hash(request.headers),
+        }
         self.logger.info(
             "%s %s %s %d %.1fms",
             request.remote,
@@ -101,6 +124,7 @@ class AccessLogger(AbstractAccessLogger):
             request.path,
             response.status,
             time * 1000,
+            extra={"fields": fields},
         )
 
 
@@ -108,9 +132,11 @@ async def _server_header(_request, response):
     response.headers["Server"] = "exoprov"
 
 
-def make_app(server):
+def make_app(server, metrics_token=None):
     app = web.Application(middlewares=[errors], client_max_size=64 * 1024)
     app[SERVER] = server
+    app[METRICS] = metrics.LAST = metrics.Metrics(metrics_token)
+    app[fleetstatus.SEEN] = fleetstatus.Seen()
     app.on_response_prepare.append(_server_header)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)

@@ -69,6 +69,20 @@ def _server_args(argv):
         help="a reverse proxy (address or network) whose X-Forwarded-For / Forwarded "
         "header names the client; repeatable (default: none, the headers are ignored)",
     )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one JSON object per line, with the procedure, status, time, bytes and a "
+        "short hash of the credential of each request (default text)",
+    )
+    p.add_argument(
+        "--metrics-token",
+        default=os.environ.get("EXOPROV_METRICS_TOKEN"),
+        metavar="TOKEN",
+        help="/metrics asks for `Authorization: Bearer TOKEN` (default: the environment's "
+        "EXOPROV_METRICS_TOKEN; without a token /metrics answers loopback clients only)",
+    )
     args = p.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error("--tls-cert and --tls-key go together")
@@ -89,11 +103,9 @@ def _server_args(argv):
 
 def server_main(argv):
     args = _server_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    from .logs import setup
+
+    setup(args.log_format)
     logging.getLogger("aiohttp.server").addFilter(_quiet_bad_requests)
     try:
         tls = _tls_context(args)
@@ -196,7 +208,7 @@ async def _serve(args, store, tls=None, sock=None, ready=None):
         trusted=args.trusted,
     )
     runner = web.AppRunner(
-        make_app(server),
+        make_app(server, metrics_token=args.metrics_token),
         handle_signals=False,
         access_log_class=AccessLogger,
         lingering_time=5.0,

@@ -123,11 +123,41 @@ CREATE TABLE IF NOT EXISTS jsonp_tokens (
     spec TEXT NOT NULL,
     expire INTEGER NOT NULL
 );
+-- What each serial number's device last told (fleetstatus.py): one row per sn, kept
+-- beside the history in `data`, so that a fleet listing or a rollout count is one query.
+CREATE TABLE IF NOT EXISTS devstatus (
+    model_id INTEGER NOT NULL,
+    sn TEXT NOT NULL,
+    last_seen INTEGER,              -- the last device call (throttled per process)
+    address TEXT,                   -- the address that call came from
+    reported INTEGER,               -- the time of the last report (alias write)
+    state TEXT,                     -- the reported values, newest of each
+    version TEXT,
+    content TEXT,
+    error TEXT,
+    error_at INTEGER,               -- when `error` was reported
+    boots INTEGER,
+    rollbacks INTEGER,
+    progress INTEGER,               -- percent; NULL unless the last state was downloading
+    target TEXT,                    -- the version being downloaded or applied
+    PRIMARY KEY (model_id, sn),
+    FOREIGN KEY (model_id, sn) REFERENCES sns(model_id, sn) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS devstatus_version ON devstatus(model_id, version);
+CREATE INDEX IF NOT EXISTS devstatus_state ON devstatus(model_id, state);
 """
 
 # Bounds on what one serial number or alias may accumulate.
 ACTLOG_KEEP = 200
 DATA_KEEP = 1000
+# The values a device report may set (devstatus columns): text ones, then whole numbers.
+REPORT_TEXT = ("state", "version", "content", "error", "target")
+REPORT_INT = ("boots", "rollbacks", "progress")
+_STATUS = (
+    "last_seen, address, reported, state, version, content, error, error_at, boots, "
+    "rollbacks, progress, target"
+)
+STATUS_KEYS = tuple(_STATUS.split(", "))
 
 
 def secret_hash(secret):
@@ -733,6 +763,136 @@ class Store:
         if row is None:
             return None
         return row[0], json.loads(row[1]), row[2]
+
+    # -- device status (issue 10): last heard from, and what the device last reported -----
+
+    async def heard(self, model_id, sn, ts, address):
+        """A device call for serial number `sn` from `address` at `ts`: sets its `last_seen`
+        and `address`. Nothing happens for a serial number not in the model's list."""
+        try:
+            self._run(
+                "INSERT INTO devstatus (model_id, sn, last_seen, address) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (model_id, sn) DO UPDATE SET last_seen = excluded.last_seen, "
+                "address = excluded.address",
+                model_id,
+                sn,
+                ts,
+                address,
+            )
+        except sqlite3.IntegrityError:  # not whitelisted (or deleted meanwhile)
+            pass
+
+    async def record_report(self, model_id, sn, ts, address, fields):
+        """A device report at `ts` from `address`: `fields` maps names of REPORT_TEXT (str)
+        and REPORT_INT (int) to the values to keep; other names are ignored. Also sets
+        last_seen, address, reported (= ts) and error_at (= ts when `error` is given); a
+        state other than "downloading" without a progress clears `progress`."""
+        cols = [k for k in REPORT_TEXT + REPORT_INT if k in fields]
+        if "error" in fields:
+            cols.append("error_at")
+            fields = dict(fields, error_at=ts)
+        sets = [f"{c} = excluded.{c}" for c in ("last_seen", "address", "reported", *cols)]
+        if fields.get("state", "downloading") != "downloading" and "progress" not in fields:
+            sets.append("progress = NULL")
+        names = ", ".join(("model_id", "sn", "last_seen", "address", "reported", *cols))
+        try:
+            self._run(
+                f"INSERT INTO devstatus ({names}) VALUES ({', '.join('?' * (5 + len(cols)))}) "
+                f"ON CONFLICT (model_id, sn) DO UPDATE SET {', '.join(sets)}",
+                model_id,
+                sn,
+                ts,
+                address,
+                ts,
+                *[fields[c] for c in cols],
+            )
+        except sqlite3.IntegrityError:
+            pass
+
+    async def device_status(self, model_id, sn):
+        """dict(sn, *STATUS_KEYS) of one serial number, or None when its device never called:
+        last_seen, reported, error_at: unix seconds or None; address, state, version,
+        content ("id:updated"), error, target: str or None; boots, rollbacks, progress
+        (percent, only while downloading): int or None."""
+        row = self._one(
+            f"SELECT sn, {_STATUS} FROM devstatus WHERE model_id = ? AND sn = ?", model_id, sn
+        )
+        return None if row is None else dict(zip(("sn", *STATUS_KEYS), row, strict=True))
+
+    async def device_statuses(
+        self,
+        model_id,
+        offset=0,
+        limit=100,
+        enabled_by=None,
+        version=None,
+        state=None,
+        search=None,
+    ):
+        """One page of a model's serial numbers (list order) with what their devices told:
+        [dict(sn, client_rid, client_state, enabled_at, *STATUS_KEYS)] (client_state and
+        enabled_at as in list_sns: give them to Server.status() for the spec's status;
+        the STATUS_KEYS as in device_status(), all None for a device never heard from).
+        Filters: enabled_by (a share sees what it enabled), version / state (exact; "" for
+        none reported), search (part of the sn)."""
+        sql = (
+            "SELECT s.sn, s.client_rid, c.state, c.enabled_at, "
+            + ", ".join("d." + k for k in STATUS_KEYS)
+            + " FROM sns s LEFT JOIN clients c ON c.rid = s.client_rid "
+            "LEFT JOIN devstatus d ON d.model_id = s.model_id AND d.sn = s.sn "
+            "WHERE s.model_id = ?"
+        )
+        args = [model_id]
+        if enabled_by is not None:
+            sql += " AND s.enabled_by = ?"
+            args.append(enabled_by)
+        for col, value in (("version", version), ("state", state)):
+            if value == "":
+                sql += f" AND d.{col} IS NULL"
+            elif value is not None:
+                sql += f" AND d.{col} = ?"
+                args.append(value)
+        if search:
+            sql += " AND instr(s.sn, ?) > 0"
+            args.append(search)
+        sql += " ORDER BY s.rowid LIMIT ? OFFSET ?"
+        keys = ("sn", "client_rid", "client_state", "enabled_at", *STATUS_KEYS)
+        rows = self.db.execute(sql, (*args, limit, offset)).fetchall()
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    async def status_counts(self, model_id, enabled_by=None):
+        """Counts over a model's serial numbers for a rollout view:
+        {"devices": int (serial numbers), "heard": int (their devices ever called),
+         "versions": [(version or None, int)], "states": [(state or None, int)],
+         "downloading": [(target or None, int)] (state "downloading", by target version),
+         "failed": int (state "failed" or "refused"), "rolled_back": int (rollbacks > 0)}.
+        Lists are sorted by count, largest first; None means nothing reported."""
+        where = "WHERE s.model_id = ?" + (" AND s.enabled_by = ?" if enabled_by else "")
+        args = (model_id, enabled_by) if enabled_by else (model_id,)
+        rows = self._all(
+            "SELECT d.version, d.state, d.target, d.sn IS NOT NULL, "
+            "COALESCE(d.rollbacks, 0) > 0, COUNT(*) FROM sns s LEFT JOIN devstatus d "
+            f"ON d.model_id = s.model_id AND d.sn = s.sn {where} GROUP BY 1, 2, 3, 4, 5",
+            *args,
+        )
+        out = {"devices": 0, "heard": 0, "failed": 0, "rolled_back": 0}
+        versions, states, downloading = {}, {}, {}
+        for version, state, target, heard, rolled, n in rows:
+            out["devices"] += n
+            out["heard"] += n if heard else 0
+            out["rolled_back"] += n if rolled else 0
+            out["failed"] += n if state in ("failed", "refused") else 0
+            versions[version] = versions.get(version, 0) + n
+            states[state] = states.get(state, 0) + n
+            if state == "downloading":
+                downloading[target] = downloading.get(target, 0) + n
+        for key, counts in (
+            ("versions", versions),
+            ("states", states),
+            ("downloading", downloading),
+        ):
+            out[key] = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] or ""))
+        return out
 
     # -- dashboard sessions and pages (tools/server/ui) ------------------------------------
 

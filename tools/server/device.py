@@ -1,6 +1,6 @@
 """Device procedures (spec -a.md): activate, download, and GET /ip."""
 
-from . import auth, content
+from . import auth, content, fleetstatus
 from .snranges import any_contains
 from .state import SERVER, log, peer, reached
 from .util import ApiError, check_name, csv, one, query, read_form, text
@@ -16,14 +16,14 @@ async def activate(request):
         raise ApiError(429, "too many failed activations", {"Retry-After": str(wait)})
     try:
         form = await read_form(request)
-        return await _activate(srv, form, conn)
+        return await _activate(srv, form, conn, request)
     except ApiError as exc:
         if exc.status in _FAILED:
             srv.limiter.failed(address)
         raise
 
 
-async def _activate(srv, form, conn):
+async def _activate(srv, form, conn, request=None):
     store = srv.store
     vendor = check_name(one(form, "vendor"), "vendor")
     name = check_name(one(form, "model"), "model")
@@ -33,6 +33,8 @@ async def _activate(srv, form, conn):
     if model is None:
         log.info("activate %s: invalid vendor/model pair", conn)
         raise ApiError(403, "invalid vendor/model pair")
+    if request is not None:
+        await fleetstatus.heard(request, model[0], sn)
     row = await store.sn(model[0], sn)
     if row is None:
         if not any_contains(await store.ranges(model[0]), sn):
@@ -78,6 +80,7 @@ async def download(request):
     if model is None or mine is None or mine[0] != model[0]:
         raise ApiError(bad_pair, "invalid vendor/model pair")
     sn = mine[1]
+    await fleetstatus.heard(request, model[0], sn)
     cid = one(q, "id")
     if cid is None:
         ids = await content.visible_ids(srv, model[0], sn)

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from . import auth
+from . import auth, fleetstatus
 from .state import SERVER
 from .util import (
     ApiError,
@@ -40,6 +40,7 @@ async def write(request):
         for value in values:
             pairs.append((alias, check_text(value, "value")))
     await srv.store.write_data(client[0], srv.now(), pairs)
+    await fleetstatus.reported(request, client[0], pairs)  # issue 10: the device's status
     return web.Response(status=204)
 
 

@@ -83,10 +83,10 @@ def supervise(args, tls, serve):
         if not _wait_ready(ready_r, args.workers, children, stopping):
             sys.stderr.write("exoprov server: a worker did not start\n")
             return 1
+        log.info("%d workers", args.workers)
         scheme = "https" if tls else "http"
         sys.stdout.write(f"exoprov server: listening on {scheme}://{host}:{port}\n")
         sys.stdout.flush()
-        log.info("%d workers", args.workers)
         while not stopping:
             pid, status = _reap()
             if pid and pid in children and not stopping:

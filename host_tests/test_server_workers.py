@@ -1,0 +1,100 @@
+"""`exoprov server --workers N`: N processes on one port and one SQLite file (WAL), every
+request answered right whichever worker takes it, a dead worker replaced, all stopped by
+SIGTERM."""
+
+import hashlib
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from serverkit import HEX40, add_content, add_sn, enable, new_model
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _wait(cond, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_workers_share_the_port_and_the_database(make_server):
+    srv = make_server("--workers", "2", "--activation-limit", "0")
+    assert len(_children(srv.proc.pid)) == 2
+    assert "2 workers" in srv.log_text()
+    v = srv.add_vendor()
+    data = os.urandom(300_000)
+    sns = [f"w{i}" for i in range(60)]
+    with srv.session(cik=v["cik"]) as s:
+        model = new_model(s)
+        add_content(s, model, "fw", data, ctype="application/octet-stream")
+        for sn in sns:
+            add_sn(s, model, sn)
+            enable(s, model, sn, v["rid"])
+
+    def flow(sn):  # a fresh connection each: the kernel spreads them over the workers
+        with srv.session() as s:
+            form = {"vendor": v["vendor"], "model": model, "sn": sn}
+            r = s.post("/provision/activate", data=form)
+            assert r.status_code == 200, r.text
+            cik = r.text
+        with srv.session(cik=cik) as s:
+            q = {"vendor": v["vendor"], "model": model, "id": "fw"}
+            r = s.get("/provision/download", params=q, headers={"Range": "bytes=1000-70999"})
+            assert r.status_code == 206 and r.content == data[1000:71000]
+            again = s.post("/provision/activate", data=form)
+            assert again.status_code == 409
+        return cik
+
+    with ThreadPoolExecutor(20) as pool:
+        ciks = list(pool.map(flow, sns))
+    assert len(set(ciks)) == len(sns) and all(HEX40.fullmatch(c) for c in ciks)
+    # one upload, then every worker serves the new blob at once
+    new = os.urandom(100_000)
+    with srv.session(cik=v["cik"]) as s:
+        url = f"/provision/manage/content/{model}/fw"
+        assert s.post(url, data=new).status_code == 205
+
+    def fetch(_):
+        with srv.session(cik=v["cik"]) as s:
+            r = s.get(f"/provision/manage/content/{model}/fw", params={"download": "true"})
+            return hashlib.sha256(r.content).hexdigest()
+
+    with ThreadPoolExecutor(10) as pool:
+        assert set(pool.map(fetch, range(20))) == {hashlib.sha256(new).hexdigest()}
+
+
+def test_a_dead_worker_is_replaced_and_sigterm_stops_all(make_server):
+    srv = make_server("--workers", "2")
+    first = _children(srv.proc.pid)
+    assert len(first) == 2
+    os.kill(first[0], signal.SIGKILL)
+    assert _wait(
+        lambda: len(_children(srv.proc.pid)) == 2 and first[0] not in _children(srv.proc.pid)
+    )
+    with srv.session() as s:
+        for _ in range(10):
+            assert s.get("/ip").status_code == 200
+    now = _children(srv.proc.pid)
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(20) == 0
+    for pid in now:
+        assert not os.path.exists(f"/proc/{pid}") or _zombie_or_gone(pid)
+
+
+def _zombie_or_gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
