@@ -1,0 +1,186 @@
+"""`/metrics` in the Prometheus text format (prometheus-client), fed by the access logger.
+
+Requests are counted by procedure: the spec's procedure a route stands for (PROCEDURES), never
+the raw path, so that the label set stays bounded whatever clients send. Every series carries
+`pid`: with `--workers N` each process keeps its own counters and a scrape is answered by
+whichever process accepted it, so sum over `pid` in queries (a process that restarts starts
+from zero, which rate() handles). Each application gets its own registry.
+
+Access: with a token (`--metrics-token`, or EXOPROV_METRICS_TOKEN) a scrape must send
+`Authorization: Bearer <token>`; without one, only loopback clients may read /metrics (the
+caller's address as peer() resolves it behind a trusted proxy).
+"""
+
+import hmac
+import ipaddress
+import os
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from .state import peer
+from .util import ApiError
+
+_P = "/provision"
+_M = _P + "/manage"
+
+# (method, route) -> procedure (spec/provision-api-v1.1-latest.md and the spec README).
+PROCEDURES = {
+    ("POST", _P + "/activate"): "activate",
+    ("GET", _P + "/download"): "download",  # list / info / content: see procedure()
+    ("GET", "/ip"): "ip",
+    ("GET", _M + "/content/{model}/"): "content_list",
+    ("POST", _M + "/content/{model}/"): "content_create_delete",
+    ("GET", _M + "/content/{model}/{id}"): "content_get",
+    ("POST", _M + "/content/{model}/{id}"): "content_upload",
+    ("DELETE", _M + "/content/{model}/{id}"): "content_delete",
+    ("GET", _M + "/group/{model}/"): "group_list",
+    ("POST", _M + "/group/{model}/"): "group_create_delete",
+    ("GET", _M + "/group/{model}/{id}"): "group_get",
+    ("DELETE", _M + "/group/{model}/{id}"): "group_delete",
+    ("GET", _M + "/group/{model}/{id}/"): "group_members_list",
+    ("POST", _M + "/group/{model}/{id}/"): "group_members_update",
+    ("DELETE", _M + "/group/{model}/{id}/"): "group_members_delete",
+    ("GET", _M + "/model/"): "model_list",
+    ("POST", _M + "/model/"): "model_create_delete",
+    ("GET", _M + "/model/{model}"): "model_info",
+    ("PUT", _M + "/model/{model}"): "model_update",
+    ("DELETE", _M + "/model/{model}"): "model_delete",
+    ("GET", _M + "/model/{model}/"): "sn_list",
+    ("POST", _M + "/model/{model}/"): "sn_add_delete",
+    ("DELETE", _M + "/model/{model}/"): "sn_delete_many",
+    ("GET", _M + "/model/{model}/{sn}"): "sn_get",
+    ("POST", _M + "/model/{model}/{sn}"): "sn_enable_disable",
+    ("DELETE", _M + "/model/{model}/{sn}"): "sn_delete",
+    ("GET", _M + "/share/{model}/"): "share_list",
+    ("POST", _M + "/share/{model}/"): "share_add_delete",
+    ("GET", _M + "/share/{model}/{vendor}"): "share_get",
+    ("DELETE", _M + "/share/{model}/{vendor}"): "share_delete",
+    ("GET", _P + "/register"): "vendor_register_get",
+    ("POST", _P + "/register"): "vendor_register",
+    ("GET", _P + "/admin/auth/"): "token_list",
+    ("POST", _P + "/admin/auth/"): "token_create",
+    ("GET", _P + "/admin/auth/{id}"): "token_get",
+    ("DELETE", _P + "/admin/auth/{id}"): "token_delete",
+    ("POST", "/onep:v1/stack/alias"): "alias_write",
+    ("GET", "/onep:v1/stack/alias"): "alias_read",
+    ("POST", "/jsonp/register"): "jsonp_register",
+    ("GET", "/jsonp"): "jsonp",
+    ("GET", "/exoprov/v1/model/{model}/status"): "fleet_status",
+    ("GET", "/exoprov/v1/model/{model}/rollout"): "fleet_rollout",
+    ("GET", "/metrics"): "metrics",
+}
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+_REFUSED = ("400", "403", "404", "409")
+
+METRICS = web.AppKey("metrics", object)
+LAST = None  # the newest application's Metrics: for requests that never reached an app
+
+
+def procedure(request):
+    """The procedure name of a request: bounded, never built from what the client sent."""
+    try:
+        resource = request.match_info.route.resource
+    except (AttributeError, AssertionError, RuntimeError):
+        resource = None  # a request that never reached the router (e.g. unparsable)
+    if resource is None:
+        return "unknown"  # no route matched (404/405), or a request that never parsed
+    path = resource.canonical
+    if path.startswith("/ui/") or path == "/ui":
+        return "ui"  # the dashboard: one name for its pages
+    name = PROCEDURES.get((request.method, path))
+    if name is None:
+        return "unknown"
+    if name == "download":
+        q = request.query
+        if "id" not in q:
+            name = "device_content_list"
+        elif q.get("info") == "true":
+            name = "device_content_info"
+        else:
+            name = "device_download"
+    return name
+
+
+class Metrics:
+    def __init__(self, token=None):
+        self.token = token
+        self.pid = str(os.getpid())
+        r = self.registry = CollectorRegistry()
+        ProcessCollector(registry=r)
+        self.requests = Counter(
+            "exoprov_requests",
+            "Requests answered, by procedure and status",
+            ["pid", "procedure", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "exoprov_request_duration_seconds",
+            "Time from the request to the end of its answer, by procedure",
+            ["pid", "procedure"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.bytes = Counter(
+            "exoprov_response_bytes",
+            "Bytes of answers sent (status line, headers and body), by procedure",
+            ["pid", "procedure"],
+            registry=r,
+        )
+        self.activations = Counter(
+            "exoprov_activations", "Activations that handed out a CIK", ["pid"], registry=r
+        )
+        self.refused = Counter(
+            "exoprov_activations_refused",
+            "Activations refused, by status (400, 403, 404, 409)",
+            ["pid", "status"],
+            registry=r,
+        )
+        self.limited = Counter(
+            "exoprov_rate_limited",
+            "Activations answered 429 by the failed-activation limit",
+            ["pid"],
+            registry=r,
+        )
+
+        for c in (self.activations, self.limited):
+            c.labels(self.pid)  # present (at 0) from the start
+
+    def observe(self, request, response, seconds):
+        """One answered request (the access logger calls this)."""
+        name = procedure(request)
+        status = str(response.status)
+        self.requests.labels(self.pid, name, status).inc()
+        self.latency.labels(self.pid, name).observe(max(seconds, 0.0))
+        sent = getattr(response, "body_length", 0) or 0
+        if sent:
+            self.bytes.labels(self.pid, name).inc(sent)
+        if name == "activate":
+            if status == "200":
+                self.activations.labels(self.pid).inc()
+            elif status == "429":
+                self.limited.labels(self.pid).inc()
+            elif status in _REFUSED:
+                self.refused.labels(self.pid, status).inc()
+        return name
+
+    def allowed(self, request):
+        if self.token:
+            got = request.headers.get("Authorization", "")
+            return hmac.compare_digest(got.encode(), ("Bearer " + self.token).encode())
+        try:
+            return ipaddress.ip_address(peer(request)[0]).is_loopback
+        except ValueError:
+            return False
+
+
+async def handler(request):
+    m = request.app[METRICS]
+    if not m.allowed(request):
+        if m.token:
+            raise ApiError(401, "metrics token required", {"WWW-Authenticate": "Bearer"})
+        raise ApiError(403, "metrics are served to loopback only without --metrics-token")
+    return web.Response(
+        body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
