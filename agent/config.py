@@ -24,9 +24,14 @@ _SPEC = (
     ("chunk", int, 65536),
     ("buffer", int, 4096),
     ("max_boots", int, 3),
+    ("verify_retries", int, 3),
+    ("pubkeys", list, None),
     ("report", bool, True),
     ("log", int, 1),
 )
+
+
+_NAME = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
 
 
 class BadConfig(Exception):
@@ -71,7 +76,7 @@ def load(path):
             raise BadConfig(
                 "%s: must be a %s" % (key, "non-empty string" if typ is str else typ.__name__)
             )
-        elif typ is int and (v < 0 or not v and key != "min_rate"):  # min_rate 0: no floor
+        elif typ is int and (v < 0 or not v and key[0] not in "mv"):  # min_rate, verify_retries
             raise BadConfig(key + (": must not be negative" if v < 0 else ": must be positive"))
     try:
         cfg["_url"] = parse_url(cfg["server"])
@@ -81,7 +86,35 @@ def load(path):
         raise BadConfig("ca_file: required for https under MicroPython")
     if cfg["chunk"] % cfg["buffer"]:
         raise BadConfig("chunk: must be a multiple of buffer")
+    if cfg["pubkeys"] is not None:
+        cfg["pubkeys"] = pubkeys(cfg["pubkeys"])
+        if cfg["allow_unverified"]:
+            raise BadConfig("allow_unverified: cannot be combined with pubkeys")
     return cfg
+
+
+def pubkeys(lines):
+    """["NAME:<base64 of 32 bytes>", ...] (the lines of `exoprov fleet key generate`'s
+    NAME.pub) -> {name: key bytes}. Names are letters, digits, '.', '_' and '-'."""
+    from binascii import a2b_base64, b2a_base64
+
+    keys = {}
+    for line in lines:
+        name, _, b64 = line.partition(":") if type(line) is str else ("", "", "")
+        try:
+            key = a2b_base64(b64)
+        except ValueError:  # binascii.Error on CPython
+            key = b""
+        # MicroPython's a2b_base64 skips what is not base64: compare the round trip as well
+        ok = len(key) == 32 and b2a_base64(key).strip() == b64.encode()
+        if not ok or not name or name.strip(_NAME):
+            raise BadConfig("pubkeys: each must be 'NAME:<base64 of 32 bytes>'")
+        if name in keys:
+            raise BadConfig("pubkeys: %s given twice" % name)
+        keys[name] = key
+    if not keys:
+        raise BadConfig("pubkeys: empty (leave it out to accept unsigned content)")
+    return keys
 
 
 def board(cfg, mod):

@@ -15,7 +15,7 @@ FAIL = const(1)  # network, server or protocol trouble: try again later
 RESET = const(3)  # board.reset() returned (hosts exit with 3 from inside reset())
 EXPIRED = const(4)  # 409: not enabled, already activated, or the window expired
 CONFIG = const(5)  # 404 / 403: this serial number or vendor/model pair is wrong
-REFUSED = const(6)  # an update was refused (digest missing or wrong)
+REFUSED = const(6)  # an update was refused (digest, signature or a downgrade)
 
 _MIN = const(2000)  # backoff: 2 s doubling to 10 min, with jitter (issue 3)
 _MAX = const(600000)
@@ -166,6 +166,7 @@ class Fsm:
                     self._report("active")
                 self.backoff = _MIN  # a whole pass worked: failures start over from 2 s
                 return OK, cfg.get("poll", 3600) * 1000
+            updater.check(c, rec, cfg)  # downgrade, signature: refused before any download
             j = rec["j"]
             self.pct = j["off"] // (j["size"] // 10 + 1) if j and j["id"] == c[0] else 0
             self._report("downloading", ("target", c[4] or c[2]), ("progress", self.pct * 10))
@@ -178,6 +179,7 @@ class Fsm:
                 self._saved,
                 cfg.get("chunk", 65536),
                 cfg.get("allow_unverified"),
+                cfg.get("verify_retries", 3),
             )
             self.pct = 10
             self._report("applied", ("target", c[4] or c[2]))

@@ -27,26 +27,70 @@ def newer(a, b):
 
 
 def pick(api, cik, ids, rec):
-    """The newest content among ids newer than the installed one, or None.
-    -> (id, size, updated, sha256 or None, version or None)"""
+    """The newest content among ids (skipping the refused one), or None when it is the same
+    version as the installed one. Older than the installed one, it is returned as well, for
+    check() to refuse (or allow, with rollback=1).
+    -> (id, size, updated, sha256 or None, version or None, meta)"""
     inst = rec["inst"]
-    cur = inst and (inst.get("ver"), inst.get("ts") or 0)
+    cur = (inst.get("ver"), inst.get("ts") or 0) if inst else None
     best = None
     for cid in ids:
         size, ts, meta = api.info(cik, cid)[1:]
-        c = (cid, size, ts, meta.get("sha256"), meta.get("version"))
-        if rec["bad"] != "%s:%d" % (cid, ts) and newer((c[4], ts), cur):
+        c = (cid, size, ts, meta.get("sha256"), meta.get("version"), meta)
+        if rec["bad"] != "%s:%d" % (cid, ts):
             if best is None or newer((c[4], ts), (best[4], best[2])):
                 best = c
-    return best
+    if best and (newer((best[4], best[2]), cur) or newer(cur, (best[4], best[2]))):
+        return best
+    return None
 
 
-def download(api, board, rec, cand, mv, save, chunk, unverified=False):
+def message(model, cid, ver, size, sha, rollback):
+    """The bytes a content's signature covers (README, "Signed firmware")."""
+    return (
+        "exoprov-fw-v1\n%s\n%s\n%s\n%d\n%s\n%s\n" % (model, cid, ver, size, sha, rollback)
+    ).encode()
+
+
+def check(cand, rec, cfg):
+    """Refuse, before a byte is fetched: a version older than the installed one unless the
+    meta says rollback=1; with `pubkeys` configured, content without a version or without a
+    valid signature (meta sig=<128 hex>, key=<name>) over message()."""
+    cid, size, ts, sha, ver, meta = cand
+    rb = "1" if meta.get("rollback") == "1" else "0"
+    inst = rec["inst"]
+    if inst and rb == "0" and newer((inst.get("ver"), inst.get("ts") or 0), (ver, ts)):
+        got = inst.get("ver") or inst.get("ts")
+        raise Refused("%s: %s is older than the installed %s: no downgrade" % (cid, ver, got))
+    keys = cfg.get("pubkeys")
+    if not keys:
+        return
+    name = meta.get("key")
+    if not ver or not sha:
+        raise Refused("%s: signed content needs a version and a sha256" % cid)
+    if name not in keys:
+        raise Refused("%s: not signed by a key in pubkeys (key=%s)" % (cid, name))
+    from binascii import unhexlify
+
+    from . import sig
+
+    try:
+        s = unhexlify(meta.get("sig") or "")
+    except ValueError:
+        s = b""
+    if not sig.verify(keys[name], message(cfg["model"], cid, ver, size, sha, rb), s):
+        raise Refused("%s: bad signature (key %s)" % (cid, name))
+    log("signature of", cid, "by", name, "verified")
+
+
+def download(api, board, rec, cand, mv, save, chunk, unverified=False, retries=3):
     """Download cand into the slot in Range requests of `chunk` bytes through the buffer mv,
-    verify size and sha256, save the pending update, apply it. Raises on any failure."""
+    verify size and sha256, save the pending update, apply it. Raises on any failure. A
+    digest mismatch is fetched again from zero (by the next call: the caller backs off) up
+    to `retries` times, then the content is refused until it changes."""
     import hashlib
 
-    cid, size, ts, sha, ver = cand
+    cid, size, ts, sha, ver = cand[:5]
     if not sha and not unverified:
         raise Refused("%s has no sha256 in its meta" % cid)
     if sha and len(sha) != 64:
@@ -54,8 +98,10 @@ def download(api, board, rec, cand, mv, save, chunk, unverified=False):
     board.slot_begin(size)
     h = hashlib.sha256()
     j = rec["j"]
+    if j and (j["id"], j["size"], j["ts"], j["sha"]) != (cid, size, ts, sha):
+        j = None
     off = 0
-    if j and (j["id"], j["size"], j["ts"], j["sha"]) == (cid, size, ts, sha):
+    if j:
         while off < j["off"]:  # re-hash what the journal says the slot holds
             n = board.slot_read(off, mv[: min(len(mv), j["off"] - off)])
             if n <= 0:
@@ -67,7 +113,10 @@ def download(api, board, rec, cand, mv, save, chunk, unverified=False):
         log("resuming", cid, "at", off, "/", size)
     else:
         h = hashlib.sha256()
+        # mm: digest mismatches of this content so far (kept across restarts from zero)
+        mm = j.get("mm", 0) if j else 0
         j = rec["j"] = {"id": cid, "size": size, "ts": ts, "sha": sha, "etag": None, "off": 0}
+        j["mm"] = mm
         save()
         board.slot_erase()
         log("downloading", cid, "version", ver, "size", size)
@@ -98,13 +147,16 @@ def download(api, board, rec, cand, mv, save, chunk, unverified=False):
 
     got = hexlify(h.digest()).decode()
     if sha and got != sha:
-        rec["j"] = None
-        if resumed:  # the slot may have lost bytes the journal counted: restart from zero
+        # Corruption in transit or on a proxy, or a slot that lost bytes the journal counted
+        # (after a resume: not counted): start again from zero, a bounded number of times.
+        j["off"], j["etag"], j["mm"] = 0, None, j.get("mm", 0) + (not resumed)
+        if j["mm"] > retries:
+            rec["j"], rec["bad"] = None, "%s:%d" % (cid, ts)
             save()
-            raise ProtocolError("digest mismatch after resume; restarting")
-        rec["bad"] = "%s:%d" % (cid, ts)
+            raise Refused("%s: sha256 mismatch, refused (fetches: %d)" % (cid, j["mm"]))
         save()
-        raise Refused("%s: sha256 mismatch, refused" % cid)
+        why = "after resume" if resumed else "%d of %d" % (j["mm"], retries)
+        raise ProtocolError("sha256 mismatch (%s): fetching again from zero" % why)
     if not sha:
         log("warning:", cid, "applied unverified (allow_unverified)")
     # Saved before slot_apply(): after a reset at any point from here, the next start finds

@@ -192,12 +192,18 @@ def test_update_applied_then_confirmed(fleet, tmp_path, interp):
 
 
 @pytest.mark.parametrize("interp", INTERPS)
-def test_digest_mismatch_refused(fleet, tmp_path, interp):
+def test_digest_mismatch_fetched_again_then_refused(fleet, tmp_path, interp):
     sn = fleet.sn("sn-m")
     fleet.content("firmware-bad", os.urandom(50_000), version="2.0", sha="ab" * 32)
-    cfg = fleet.config(tmp_path, sn)
+    cfg = fleet.config(tmp_path, sn, verify_retries=2)
+    for n in (1, 2):  # each run fetches it again from zero (the agent backs off in between)
+        r = run_agent(interp, cfg)
+        assert r.returncode == 1, r.stderr
+        assert "downloading firmware-bad" in r.stderr and "resuming" not in r.stderr
+        assert f"sha256 mismatch ({n} of 2): fetching again from zero" in r.stderr
+        assert installed(tmp_path) is None
     r = run_agent(interp, cfg)
-    assert r.returncode == 6 and "sha256 mismatch" in r.stderr, r.stderr
+    assert r.returncode == 6 and "sha256 mismatch, refused (fetches: 3)" in r.stderr, r.stderr
     assert installed(tmp_path) is None
     r = run_agent(interp, cfg)  # remembered: not downloaded again until it changes
     assert r.returncode == 0 and "downloading" not in r.stderr

@@ -25,11 +25,11 @@ def setup(size=20000, **add):
     return srv, board, rec, api, data
 
 
-def run(srv, board, rec, api, chunk=8192, unverified=False):
+def run(srv, board, rec, api, chunk=8192, unverified=False, retries=3):
     cand = updater.pick(api, rec["cik"], api.list(rec["cik"], "firmware"), rec)
     mv = memoryview(bytearray(BLOCK))
     return updater.download(
-        api, board, rec, cand, mv, lambda: store.save(board, rec), chunk, unverified
+        api, board, rec, cand, mv, lambda: store.save(board, rec), chunk, unverified, retries
     )
 
 
@@ -147,7 +147,7 @@ def test_resume_with_lost_slot_bytes_restarts_not_refuses():
     board.slot[100] ^= 0xFF  # the slot lost what the journal counted
     with pytest.raises(ProtocolError, match="after resume"):
         run(srv, board, rec, api)
-    assert rec["j"] is None and rec["bad"] is None
+    assert rec["j"]["off"] == 0 and rec["j"]["mm"] == 0 and rec["bad"] is None  # not counted
     run(srv, board, rec, api)
     assert board.installed == data
 
@@ -218,13 +218,39 @@ def test_bad_second_range_aborts_and_keeps_journal(fault):
     assert bytes(board.slot[:8192]) == data[:8192]
 
 
-def test_digest_mismatch_refused_and_remembered():
+def test_digest_mismatch_fetched_again_then_refused_and_remembered():
     srv, board, rec, api, data = setup(10000)
     srv.contents["firmware-a"]["meta"] = "sha256=" + "0" * 64
-    with pytest.raises(updater.Refused):
-        run(srv, board, rec, api)
+    for n in (1, 2):  # fetched again from zero, each time in full
+        srv.requests.clear()
+        with pytest.raises(ProtocolError, match="mismatch \\(%d of 2\\): fetching again" % n):
+            run(srv, board, rec, api, retries=2)
+        assert ranges(srv)[0] == "bytes=0-8191" and len(ranges(srv)) == 2
+        saved = store.load(board)
+        assert saved["j"]["off"] == 0 and saved["j"]["mm"] == n and saved["bad"] is None
+    with pytest.raises(updater.Refused, match=r"sha256 mismatch, refused \(fetches: 3\)"):
+        run(srv, board, rec, api, retries=2)
     assert ("apply",) not in board.log and rec["bad"] == "firmware-a:1700000000"
+    assert store.load(board)["bad"] == rec["bad"] and rec["j"] is None
     assert updater.pick(api, rec["cik"], ["firmware-a"], rec) is None
+    assert board.log.count(("erase",)) == 3
+
+
+def test_digest_mismatch_count_starts_over_for_changed_content():
+    srv, board, rec, api, data = setup(10000)
+    srv.contents["firmware-a"]["meta"] = "sha256=" + "0" * 64
+    with pytest.raises(ProtocolError):
+        run(srv, board, rec, api, retries=1)
+    srv.add("firmware-a", data, ts=1700000100)  # re-uploaded, right digest this time
+    run(srv, board, rec, api, retries=1)
+    assert board.installed == data and rec["j"]["mm"] == 0
+
+
+def test_no_retries_refuses_at_the_first_mismatch():
+    srv, board, rec, api, data = setup(10000)
+    srv.contents["firmware-a"]["meta"] = "sha256=" + "0" * 64
+    with pytest.raises(updater.Refused, match=r"fetches: 1\)"):
+        run(srv, board, rec, api, retries=0)
 
 
 def test_no_digest_refused_unless_allowed():

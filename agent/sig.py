@@ -1,0 +1,155 @@
+"""Ed25519 signature check (RFC 8032 5.1.7) with only what stock MicroPython ships.
+
+Arbitrary-precision ints, pow(a, e, m) and hashlib: no C module. SHA-512 is computed here when
+hashlib has none (MicroPython ships sha256 only). Points are extended coordinates (x, y, z, t)
+and [s]B - [k]A is one double-and-add pass over both scalars (Straus), so the extra heap is a
+few points, not tables. CPython uses the `cryptography` package when it is installed.
+Imported only when the configuration has `pubkeys`.
+"""
+
+import hashlib
+
+_P = (1 << 255) - 19
+_L = (1 << 252) + 27742317777372353535851937790883648493
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+_D2 = 2 * _D % _P
+_M = (1 << 64) - 1
+# SHA-512 round constants and initial value (FIPS 180-4, 4.2.3 and 5.3.5), 16 hex digits each:
+# a str constant stays in flash when the agent is frozen into the firmware.
+_K = (
+    "428a2f98d728ae227137449123ef65cdb5c0fbcfec4d3b2fe9b5dba58189dbbc"
+    "3956c25bf348b53859f111f1b605d019923f82a4af194f9bab1c5ed5da6d8118"
+    "d807aa98a303024212835b0145706fbe243185be4ee4b28c550c7dc3d5ffb4e2"
+    "72be5d74f27b896f80deb1fe3b1696b19bdc06a725c71235c19bf174cf692694"
+    "e49b69c19ef14ad2efbe4786384f25e30fc19dc68b8cd5b5240ca1cc77ac9c65"
+    "2de92c6f592b02754a7484aa6ea6e4835cb0a9dcbd41fbd476f988da831153b5"
+    "983e5152ee66dfaba831c66d2db43210b00327c898fb213fbf597fc7beef0ee4"
+    "c6e00bf33da88fc2d5a79147930aa72506ca6351e003826f142929670a0e6e70"
+    "27b70a8546d22ffc2e1b21385c26c9264d2c6dfc5ac42aed53380d139d95b3df"
+    "650a73548baf63de766a0abb3c77b2a881c2c92e47edaee692722c851482353b"
+    "a2bfe8a14cf10364a81a664bbc423001c24b8b70d0f89791c76c51a30654be30"
+    "d192e819d6ef5218d69906245565a910f40e35855771202a106aa07032bbd1b8"
+    "19a4c116b8d2d0c81e376c085141ab532748774cdf8eeb9934b0bcb5e19b48a8"
+    "391c0cb3c5c95a634ed8aa4ae3418acb5b9cca4f7763e373682e6ff3d6b2b8a3"
+    "748f82ee5defb2fc78a5636f43172f6084c87814a1f0ab728cc702081a6439ec"
+    "90befffa23631e28a4506cebde82bde9bef9a3f7b2c67915c67178f2e372532b"
+    "ca273eceea26619cd186b8c721c0c207eada7dd6cde0eb1ef57d4f7fee6ed178"
+    "06f067aa72176fba0a637dc5a2c898a6113f9804bef90dae1b710b35131c471b"
+    "28db77f523047d8432caab7b40c724933c9ebe0a15c9bebc431d67c49c100d4c"
+    "4cc5d4becb3e42b6597f299cfc657e2a5fcb6fab3ad6faec6c44198c4a475817"
+    "6a09e667f3bcc908bb67ae8584caa73b3c6ef372fe94f82ba54ff53a5f1d36f1"
+    "510e527fade682d19b05688c2b3e6c1f1f83d9abfb41bd6b5be0cd19137e2179"
+)
+
+
+def _r(x, n):
+    return (x >> n | x << 64 - n) & _M
+
+
+def _k(i):  # the i-th 64-bit word of _K
+    return int(_K[16 * i : 16 * i + 16], 16)
+
+
+def _sha512(data):
+    """SHA-512 digest of data (bytes), for a hashlib without one."""
+    n = len(data)
+    data = bytes(data) + b"\x80" + bytes((111 - n) % 128) + (n * 8).to_bytes(16, "big")
+    h = [_k(80 + i) for i in range(8)]
+    w = [0] * 80
+    for o in range(0, len(data), 128):
+        for i in range(80):
+            if i < 16:
+                w[i] = int.from_bytes(data[o + 8 * i : o + 8 * i + 8], "big")
+            else:
+                x, y = w[i - 15], w[i - 2]
+                x = _r(x, 1) ^ _r(x, 8) ^ x >> 7
+                y = _r(y, 19) ^ _r(y, 61) ^ y >> 6
+                w[i] = (w[i - 16] + x + w[i - 7] + y) & _M
+        a, b, c, d, e, f, g, k = h
+        for i in range(80):
+            x = k + (_r(e, 14) ^ _r(e, 18) ^ _r(e, 41)) + ((e & f) ^ (e ^ _M) & g) + _k(i) + w[i]
+            y = (_r(a, 28) ^ _r(a, 34) ^ _r(a, 39)) + ((a & b) ^ (a & c) ^ (b & c))
+            a, b, c, d, e, f, g, k = (x + y) & _M, a, b, c, (d + x) & _M, e, f, g
+        h = [(h[i] + x) & _M for i, x in enumerate((a, b, c, d, e, f, g, k))]
+    return b"".join(x.to_bytes(8, "big") for x in h)
+
+
+def _add(p, q):  # RFC 8032 5.1.4, a = -1
+    a = (p[1] - p[0]) * (q[1] - q[0]) % _P
+    b = (p[1] + p[0]) * (q[1] + q[0]) % _P
+    c = p[3] * _D2 * q[3] % _P
+    d = 2 * p[2] * q[2] % _P
+    e, f, g, h = b - a, d - c, d + c, b + a
+    return e * f % _P, g * h % _P, f * g % _P, e * h % _P
+
+
+def _dbl(p):
+    a = p[0] * p[0] % _P
+    b = p[1] * p[1] % _P
+    c = 2 * p[2] * p[2] % _P
+    h = a + b
+    e = h - (p[0] + p[1]) * (p[0] + p[1]) % _P
+    g = a - b
+    f = c + g
+    return e * f % _P, g * h % _P, f * g % _P, e * h % _P
+
+
+def _point(s):
+    """32 bytes -> point, or None when they encode none (RFC 8032 5.1.3)."""
+    y = int.from_bytes(s, "little")
+    sign, y = y >> 255, y & (1 << 255) - 1
+    if y >= _P:
+        return None
+    u = (y * y - 1) % _P
+    v = (_D * y * y + 1) % _P
+    x = u * v * v * v % _P
+    x = x * pow(x * v * v * v * v % _P, (_P - 5) // 8, _P) % _P
+    vx = v * x * x % _P
+    if vx != u:
+        if (vx + u) % _P:
+            return None
+        x = x * pow(2, (_P - 1) // 4, _P) % _P  # times a square root of -1
+    if x & 1 != sign:
+        if not x:
+            return None
+        x = _P - x
+    return x, y, 1, x * y % _P
+
+
+def _verify(pub, msg, sig):
+    """The pure-Python check: is sig (64 bytes) pub's (32 bytes) signature of msg?"""
+    if len(pub) != 32 or len(sig) != 64:
+        return False
+    s = int.from_bytes(sig[32:], "little")
+    a = _point(pub)
+    if a is None or s >= _L:
+        return False
+    k = bytes(sig[:32]) + bytes(pub) + bytes(msg)
+    h = getattr(hashlib, "sha512", None)
+    k = int.from_bytes(h(k).digest() if h else _sha512(k), "little") % _L
+    a = (_P - a[0], a[1], 1, _P - a[3])  # -A
+    b = _point(b"\x58" + b"\x66" * 31)  # the base point: y = 4/5, x even
+    both = _add(b, a)
+    q = (0, 1, 1, 0)
+    for i in range(252, -1, -1):  # [s]B + [k](-A), both scalars below 2^253
+        q = _dbl(q)
+        j = (s >> i & 1) | (k >> i & 1) << 1
+        if j:
+            q = _add(q, (b, a, both)[j - 1])
+    z = pow(q[2], _P - 2, _P)
+    x, y = q[0] * z % _P, q[1] * z % _P
+    return (y | (x & 1) << 255).to_bytes(32, "little") == bytes(sig[:32])
+
+
+def verify(pub, msg, sig):
+    """Is sig (64 bytes) the Ed25519 signature of msg by the public key pub (32 bytes)?"""
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError:  # MicroPython, or CPython without the package
+        return _verify(pub, msg, sig)
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes(pub)).verify(bytes(sig), bytes(msg))
+        return True
+    except (InvalidSignature, ValueError):
+        return False
