@@ -866,7 +866,8 @@ class Store:
          "versions": [(version or None, int)], "states": [(state or None, int)],
          "downloading": [(target or None, int)] (state "downloading", by target version),
          "failed": int (state "failed" or "refused"), "rolled_back": int (rollbacks > 0)}.
-        Lists are sorted by count, largest first; None means nothing reported."""
+        Lists are sorted by count, largest first, then by value (None, nothing reported,
+        last among equal counts)."""
         where = "WHERE s.model_id = ?" + (" AND s.enabled_by = ?" if enabled_by else "")
         args = (model_id, enabled_by) if enabled_by else (model_id,)
         rows = self._all(
@@ -891,7 +892,7 @@ class Store:
             ("states", states),
             ("downloading", downloading),
         ):
-            out[key] = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] or ""))
+            out[key] = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))
         return out
 
     # -- dashboard sessions and pages (tools/server/ui) ------------------------------------

@@ -23,7 +23,7 @@ from aiohttp import web
 from . import auth
 from .db import REPORT_INT, REPORT_TEXT
 from .state import SERVER, log, peer
-from .util import is_true, one, page, query, text
+from .util import check_name, is_true, one, page, query, text
 
 SEEN_EVERY = 60.0  # seconds between two last-seen writes for one serial number, per process
 _SEEN_MAX = 200_000  # serial numbers remembered; the oldest are forgotten first
@@ -105,15 +105,22 @@ async def _model(request):
     srv = request.app[SERVER]
     caller = await auth.vendor(srv.store, request)
     model = await auth.model(srv.store, request, caller, request.match_info["model"], True)
-    # As in the serial number list: a share sees only what it enabled.
-    return srv, model, (caller.rid if model.shared else None)
+    # As in the serial number list: a share sees only what it enabled, and the owner may
+    # ask for what one vendor enabled (`shared=<vendor>`).
+    if model.shared:
+        return srv, model, caller.rid
+    name = one(query(request), "shared")
+    if name is None:
+        return srv, model, None
+    other = await srv.store.vendor_by_name(check_name(name, "shared"))
+    return srv, model, (other[1] if other else "-")
 
 
 async def status(request):
     """{"devices": [{sn, status, rid, last_seen, address, reported, state, version, content,
     error, error_at, boots, rollbacks, progress, target}]}: query offset, limit (as the
     serial number list: 5..1000, default 5; `all=true` raises the default to 1000), version,
-    state ("" = none reported), search (part of the sn)."""
+    state ("" = none reported), search (part of the sn), shared (as in the list)."""
     srv, model, enabled_by = await _model(request)
     q = query(request)
     offset, limit = page(q)
