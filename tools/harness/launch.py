@@ -14,16 +14,17 @@ _LISTEN = re.compile(r"listening on (https?://[0-9.]+:(\d+))")
 
 class ServerProcess:
     """One `exoprov server` process on 127.0.0.1 (port 0: the line it prints names the port),
-    with its own database in `workdir` (a temporary directory when none is given)."""
+    with its own database in `workdir` (a temporary directory when none is given), or `db`
+    (a database several instances share)."""
 
-    def __init__(self, *extra, workdir=None):
+    def __init__(self, *extra, workdir=None, db=None):
         self._tmp = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="exoprov-")
             workdir = self._tmp.name
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.db = self.dir / "exoprov.db"
+        self.db = db or self.dir / "exoprov.db"
         cmd = [sys.executable, "-m", "exoprov.cli", "server", "--db", str(self.db)]
         cmd += ["--host", "127.0.0.1", "--port", "0", *map(str, extra)]
         self.logpath = self.dir / "server.log"
