@@ -98,3 +98,36 @@ def _zombie_or_gone(pid):
             return f.read().split(")")[1].split()[0] in ("Z", "X")
     except FileNotFoundError:
         return True
+
+
+def test_workers_count_failed_activations_together(make_server):
+    srv = make_server("--workers", "2", "--activation-limit", "4")
+    v = srv.add_vendor()
+    with srv.session(cik=v["cik"]) as s:
+        model = new_model(s)
+    form = {"vendor": v["vendor"], "model": model, "sn": "nosuch"}
+
+    def attempt():  # a new connection each: both workers take some
+        with srv.session() as s:
+            return s.post("/provision/activate", data=form).status_code
+
+    assert [attempt() for _ in range(4)] == [404] * 4
+    assert {attempt() for _ in range(6)} == {429}
+
+
+def test_shared_limiter_window(tmp_path):
+    from exoprov.server.ratelimit import SharedLimiter
+
+    now = [1000.0]
+    a = SharedLimiter(tmp_path / "x.db", 2, lambda: now[0])
+    b = SharedLimiter(tmp_path / "x.db", 2, lambda: now[0])  # another process's view
+    a.failed("1.2.3.4")
+    assert b.retry_after("1.2.3.4") == 0
+    now[0] += 10
+    b.failed("1.2.3.4")
+    assert a.retry_after("1.2.3.4") == 50 and a.retry_after("5.6.7.8") == 0
+    now[0] += 50.5
+    assert a.retry_after("1.2.3.4") == 0
+    assert SharedLimiter(tmp_path / "y.db", 0, lambda: now[0]).retry_after("x") == 0
+    a.close()
+    b.close()

@@ -142,6 +142,16 @@ def _open_store(args):
     return Store(args.db)
 
 
+def _limiter(args):
+    """Failed activations per address, counted in the database file: shared by the workers
+    and by instances on the same file."""
+    import time
+
+    from .ratelimit import SharedLimiter
+
+    return SharedLimiter(args.db, args.activation_limit, time.time)
+
+
 def _blobs(args):
     from .blobs import Blobs
 
@@ -190,14 +200,13 @@ async def _serve(args, store, tls=None, sock=None, ready=None):
     from aiohttp import web
 
     from .app import AccessLogger, make_app
-    from .ratelimit import Limiter
     from .state import Server
 
     blobs = _blobs(args)
     if sock is None:  # with workers the supervisor sweeps once, before they start
         blobs.sweep(await store.all_blobs())
     loop = asyncio.get_running_loop()
-    limiter = Limiter(args.activation_limit, loop.time)
+    limiter = _limiter(args)
     server = Server(
         store,
         blobs,

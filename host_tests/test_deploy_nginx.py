@@ -1,0 +1,116 @@
+"""The deployment recipe (deploy/nginx/exoprov.conf): nginx terminating TLS and balancing two
+`exoprov server` instances on one database, started by tools/harness/cluster.py as it is
+shipped. Real agents (CPython and MicroPython) go through it; the servers see the device's
+address, not nginx's, and a header a device forges changes nothing."""
+
+import hashlib
+import os
+import socket
+import ssl
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from agentkit import agent_config, run_agent
+
+from tools.harness.cluster import Cluster, render
+from tools.harness.faults.realserver import Fleet
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with Cluster(instances=2, extra=("--activation-limit", "3")) as c:
+        yield c
+
+
+class TlsFleet(Fleet):
+    def __init__(self, url, vendor, ca):
+        super().__init__(url, vendor)
+        self.s.verify = ca
+
+    def _call(self, method, path, ok, **kw):
+        kw.setdefault("verify", self.s.verify)  # REQUESTS_CA_BUNDLE would win otherwise
+        return super()._call(method, path, ok, **kw)
+
+
+def test_rendered_config_is_valid_nginx(cluster, tmp_path):
+    from tools.harness.cluster import ensure_nginx, nginx_main_conf
+
+    site = tmp_path / "site.conf"
+    site.write_text(render(["127.0.0.1:1", "127.0.0.1:2"], "127.0.0.1:8443",
+                           cluster.certs["cert"], cluster.certs["key"]))  # fmt: skip
+    (tmp_path / "nginx.conf").write_text(nginx_main_conf(tmp_path, site))
+    cmd = [ensure_nginx(), "-t", "-p", str(tmp_path), "-e", str(tmp_path / "e.log")]
+    cmd += ["-c", str(tmp_path / "nginx.conf")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
+def test_agents_through_nginx_over_tls(cluster, tmp_path):
+    vendor = cluster.add_vendor("nginxv")
+    fleet = TlsFleet(cluster.url, vendor, cluster.ca)
+    fleet.model("nginxm")
+    data = os.urandom(400_000)
+    fleet.content("nginxm", "firmware-n", data, version=2)
+    runs = [("cpython", f"c{i}") for i in range(3)] + [("micropython", f"m{i}") for i in range(3)]
+    for _interp, sn in runs:
+        fleet.add_sn("nginxm", sn)
+        fleet.enable("nginxm", sn)
+
+    def device(run):
+        interp, sn = run
+        d = tmp_path / sn
+        cfg = agent_config(d, cluster.url, vendor=vendor["vendor"], model="nginxm", sn=sn,
+                           once=True, ca_file=cluster.ca, report=False)  # fmt: skip
+        r = run_agent(interp, cfg, timeout=120)
+        return r.returncode, r.stderr[-500:], (d / "install" / "fw.bin").read_bytes()
+
+    with ThreadPoolExecutor(6) as pool:
+        for rc, err, got in pool.map(device, runs):
+            assert rc == 3, err
+            assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    # each instance answered part of the work
+    for srv in cluster.servers:
+        assert "/provision/download" in srv.log_text()
+
+
+def _raw_activate(cluster, vendor, model, sn, extra=""):
+    """One activation over our own TLS socket -> (status, our local port)."""
+    ctx = ssl.create_default_context(cafile=cluster.ca)
+    port = int(cluster.url.rsplit(":", 1)[1])
+    body = f"vendor={vendor}&model={model}&sn={sn}".encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        local = raw.getsockname()[1]
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            s.sendall(
+                b"POST /provision/activate HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n"
+                + extra.encode()
+                + b"Content-Length: %d\r\n\r\n" % len(body)
+                + body
+            )
+            head = s.recv(100)
+    return int(head.split()[1]), local
+
+
+def test_servers_see_the_device_address_and_ignore_its_forgeries(cluster):
+    vendor = cluster.add_vendor("nginxaddr")
+    fleet = TlsFleet(cluster.url, vendor, cluster.ca)
+    fleet.model("addrm")
+    fleet.add_sn("addrm", "a1")
+    fleet.enable("addrm", "a1")
+    status, local = _raw_activate(cluster, "nginxaddr", "addrm", "a1")
+    assert status == 200
+    r = fleet.s.get(f"{cluster.url}/provision/manage/model/addrm/a1", params={"show": "log"},
+                    verify=cluster.ca, timeout=30)  # fmt: skip
+    assert r.text.split(",")[1] == f"127.0.0.1:{local}"  # the device's socket, not nginx's
+    # failures with a different forged address each time: still one source, limit 3
+    for i in range(3):
+        forged = f"X-Forwarded-For: 203.0.113.{i}\r\nForwarded: for=198.51.100.{i}\r\n"
+        assert _raw_activate(cluster, "nginxaddr", "addrm", "nosuch", forged)[0] == 404
+    assert _raw_activate(cluster, "nginxaddr", "addrm", "a1")[0] == 429
+    # /ip: the address and port the device reached (nginx's)
+    r = requests.get(cluster.url + "/ip", verify=cluster.ca, timeout=30)
+    port = int(cluster.url.rsplit(":", 1)[1])
+    assert r.text.strip() == f"127,0,0,1,{port >> 8},{port & 255}"
