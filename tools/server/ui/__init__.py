@@ -31,6 +31,7 @@ def make_app(server):
     )
     env.filters["when"] = pages.when
     env.filters["q"] = pages.quote_part
+    env.filters["size"] = pages.size
     for method, path, handler, name in pages.ROUTES:
         app.router.add_route(method, path, handler, name=name)
     app.router.add_static("/static/", str(HERE / "static"), name="static")

@@ -8,7 +8,7 @@ STAGES = {
     "applied": "applied, restarting",
     "failed": "failed",
     "rolledback": "rolled back",
-    "other": "other",
+    "waiting": "not started",
 }
 _W = 640  # drawing width
 _LABEL = 170  # room for the labels on the left

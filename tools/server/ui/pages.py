@@ -19,6 +19,7 @@ ACTIONS = {
     "enable": "Enable",
     "regenerate": "Regenerate",
     "disable": "Disable",
+    "reenable": "Enable again",
 }
 # What each action does, said on its confirmation page.
 _EXPLAIN = {
@@ -28,9 +29,12 @@ _EXPLAIN = {
     "must activate again within the activation window.",
     "disable": "drops the device's CIK: it can no longer reach the server until it is "
     "enabled again.",
+    "reenable": "gives the device a new CIK (as a regeneration does): it may activate again "
+    "within the activation window.",
 }
 _REPORTED = ("state", "version", "content", "target", "progress", "error", "boots", "rollbacks")
 _PUBLIC = ("login", "login_post", "static")
+_UNREPORTED = "(not reported)"
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
     "img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
@@ -49,6 +53,15 @@ def when(ts):
         return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(int(ts)))
     except (ValueError, OverflowError):
         return str(ts)
+
+
+def size(n):
+    """Bytes as a person reads them."""
+    for unit in ("bytes", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
 
 
 def quote_part(value):
@@ -292,10 +305,10 @@ async def device(request):
 
 def _actions(client):
     if client is None:
-        return ["enable"]
+        return [("enable", ACTIONS["enable"])]
     if client[3] == "disabled":
-        return ["regenerate"]  # a new CIK: the API's enable=true on a disabled client
-    return ["regenerate", "disable"]
+        return [("reenable", ACTIONS["reenable"])]  # the API's enable=true: a new CIK
+    return [(a, ACTIONS[a]) for a in ("regenerate", "disable")]
 
 
 def _action(request):
@@ -322,7 +335,7 @@ async def act(request):
     if action == "enable":
         await models.set_sn(srv, model, sn, "enable", owner=model.caller.rid)
     else:
-        await models.set_sn(srv, model, sn, "enable" if action == "regenerate" else "disable")
+        await models.set_sn(srv, model, sn, "disable" if action == "disable" else "enable")
     return _redirect(f"{ctx['base']}/sn/{quote_part(sn)}?done={action}")
 
 
@@ -407,7 +420,7 @@ async def rollout(request):
     row = await _content_row(srv, model, request)
     target = meta_fields(row["meta"]).get("version") or str(row["updated"])
     told = await srv.store.status_counts(model.id)
-    versions = {v or "(not reported)": n for v, n in told["versions"]}
+    versions = {v or _UNREPORTED: n for v, n in told["versions"]}
     states = dict(told["states"])
     counts = {
         "runs": versions.get(target, 0),
@@ -416,9 +429,12 @@ async def rollout(request):
         "failed": told["failed"],
         "rolledback": told["rolled_back"],
     }
-    counts["other"] = max(0, told["heard"] - sum(counts.values()))
+    counts["waiting"] = max(0, told["heard"] - sum(counts.values()))
     total = told["heard"]
-    by_version = list(versions.items())
+    # reported versions by count, then the serial numbers that never said (spares included)
+    by_version = [kv for kv in versions.items() if kv[0] != _UNREPORTED]
+    if versions.get(_UNREPORTED):
+        by_version.append((_UNREPORTED, versions[_UNREPORTED]))
     ctx.update(
         cid=row["cid"],
         target=target,

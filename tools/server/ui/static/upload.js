@@ -31,9 +31,15 @@
     xhr.onload = function () {
       if (xhr.status === 200) {
         var r = JSON.parse(xhr.responseText);
+        bar.value = bar.max;
         pct.textContent = "100 %";
-        msg.textContent = "Uploaded " + r.id + " (" + r.size + " bytes, sha256 " + r.sha256 + ")";
-        window.location.assign(r.next);
+        msg.textContent = "Uploaded " + r.id + (r.version ? ", version " + r.version : "") +
+          " (" + r.size + " bytes), sha256 " + r.sha256 + ". ";
+        var link = document.createElement("a");
+        link.href = r.next;
+        link.id = "uploaded";
+        link.textContent = "Show the list";
+        msg.appendChild(link);
         return;
       }
       var doc = new DOMParser().parseFromString(xhr.responseText, "text/html");
