@@ -388,6 +388,31 @@ class Client:
             out.append(LogEntry(int(ts) if ts.isdigit() else ts, conn, entry))
         return out
 
+    def sn_statuses(self, model, shared=None, page=PAGE_MAX):
+        """What every serial number's device last told the server (exoprov extension,
+        `GET /exoprov/v1/model/<model>/status`): {sn: dict(last_seen, address, reported,
+        state, version, content, error, error_at, boots, rollbacks, progress, target)};
+        None from a server without the extension (404)."""
+        path = f"/exoprov/v1/model/{q(model)}/status"
+
+        def fetch(offset):
+            query = [("offset", offset), ("limit", page)] + (
+                [("shared", shared)] if shared else []
+            )
+            try:
+                devices = self.request("GET", path, (200,), query).json()["devices"]
+            except (ValueError, KeyError, TypeError):
+                raise self._bad("fleet status is not JSON") from None
+            if not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices):
+                raise self._bad("fleet status is not a list of devices")
+            return devices
+
+        try:
+            rows = _all_pages(fetch, page)
+        except NotFound:
+            return None
+        return {d.get("sn"): d for d in rows}
+
     def sn_enable(self, model, sn, owner):
         """Create the client (mint its CIK, open the window); returns the client's rid."""
         resp = self._post_form(
