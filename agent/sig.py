@@ -55,19 +55,19 @@ def _sha512(data):
     n = len(data)
     data = bytes(data) + b"\x80" + bytes((111 - n) % 128) + (n * 8).to_bytes(16, "big")
     h = [_k(80 + i) for i in range(8)]
-    w = [0] * 80
+    w = [0] * 16  # the message schedule as a window of 16 words, not 80
     for o in range(0, len(data), 128):
-        for i in range(80):
-            if i < 16:
-                w[i] = int.from_bytes(data[o + 8 * i : o + 8 * i + 8], "big")
-            else:
-                x, y = w[i - 15], w[i - 2]
-                x = _r(x, 1) ^ _r(x, 8) ^ x >> 7
-                y = _r(y, 19) ^ _r(y, 61) ^ y >> 6
-                w[i] = (w[i - 16] + x + w[i - 7] + y) & _M
         a, b, c, d, e, f, g, k = h
         for i in range(80):
-            x = k + (_r(e, 14) ^ _r(e, 18) ^ _r(e, 41)) + ((e & f) ^ (e ^ _M) & g) + _k(i) + w[i]
+            if i < 16:
+                x = int.from_bytes(data[o + 8 * i : o + 8 * i + 8], "big")
+            else:
+                x, y = w[(i - 15) & 15], w[(i - 2) & 15]
+                x = _r(x, 1) ^ _r(x, 8) ^ x >> 7
+                y = _r(y, 19) ^ _r(y, 61) ^ y >> 6
+                x = (w[i & 15] + x + w[(i - 7) & 15] + y) & _M
+            w[i & 15] = x
+            x += k + (_r(e, 14) ^ _r(e, 18) ^ _r(e, 41)) + ((e & f) ^ (e ^ _M) & g) + _k(i)
             y = (_r(a, 28) ^ _r(a, 34) ^ _r(a, 39)) + ((a & b) ^ (a & c) ^ (b & c))
             a, b, c, d, e, f, g, k = (x + y) & _M, a, b, c, (d + x) & _M, e, f, g
         h = [(h[i] + x) & _M for i, x in enumerate((a, b, c, d, e, f, g, k))]
