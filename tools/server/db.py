@@ -145,6 +145,8 @@ CREATE TABLE IF NOT EXISTS devstatus (
 );
 CREATE INDEX IF NOT EXISTS devstatus_version ON devstatus(model_id, version);
 CREATE INDEX IF NOT EXISTS devstatus_state ON devstatus(model_id, state);
+-- the dashboard's pages of one version, in sn order (keyset), whatever the fleet's size
+CREATE INDEX IF NOT EXISTS devstatus_version_sn ON devstatus(model_id, version, sn);
 """
 
 # Bounds on what one serial number or alias may accumulate.
@@ -928,19 +930,34 @@ class Store:
         status is the spec's (activated, notactivated, expired) or "none" (no client).
         Rows: (sn, extra, client_rid, client state, enabled_at, and from devstatus: version,
         reported state, error, last_seen)."""
-        sql = [
+        # With a version, the walk is along devstatus_version_sn (only that version's rows,
+        # already in sn order); else along the primary key.
+        cols = (
             "SELECT s.sn, s.extra, s.client_rid, c.state, c.enabled_at, d.version, d.state, "
-            "d.error, d.last_seen FROM sns s LEFT JOIN clients c ON c.rid = s.client_rid "
-            "LEFT JOIN devstatus d ON d.model_id = s.model_id AND d.sn = s.sn "
-            "WHERE s.model_id = ?"
-        ]
-        args = [model_id]
+            "d.error, d.last_seen FROM "
+        )
+        if page.get("version"):
+            key = "d.sn"
+            sql = [
+                cols + "devstatus d JOIN sns s ON s.model_id = d.model_id AND s.sn = d.sn "
+                "LEFT JOIN clients c ON c.rid = s.client_rid WHERE d.model_id = ? "
+                "AND d.version = ?"
+            ]
+            args = [model_id, page["version"]]
+        else:
+            key = "s.sn"
+            sql = [
+                cols + "sns s LEFT JOIN clients c ON c.rid = s.client_rid "
+                "LEFT JOIN devstatus d ON d.model_id = s.model_id AND d.sn = s.sn "
+                "WHERE s.model_id = ?"
+            ]
+            args = [model_id]
         backwards = page.get("after") is None and page.get("before") is not None
         if page.get("after") is not None:
-            sql.append("AND s.sn > ?")
+            sql.append(f"AND {key} > ?")
             args.append(page["after"])
         elif backwards:
-            sql.append("AND s.sn < ?")
+            sql.append(f"AND {key} < ?")
             args.append(page["before"])
         if page.get("enabled_by") is not None:
             sql.append("AND s.enabled_by = ?")
@@ -957,15 +974,13 @@ class Store:
                     "notactivated": f"AND {fresh}",
                     "expired": f"AND c.state IS NOT NULL AND c.state != 'activated' "
                     f"AND NOT ({fresh})",
-                    "none": "AND s.client_rid IS NULL",
+                    # `+`: not through sns_client, which would give the rows out of order
+                    "none": "AND +s.client_rid IS NULL",
                 }[status]
             )
             if status in ("notactivated", "expired"):
                 args += [page["window"], page["now"]]
-        if page.get("version"):
-            sql.append("AND d.version = ?")
-            args.append(page["version"])
-        sql.append(f"ORDER BY s.sn {'DESC' if backwards else 'ASC'} LIMIT ?")
+        sql.append(f"ORDER BY {key} {'DESC' if backwards else 'ASC'} LIMIT ?")
         args.append(page["limit"])
         rows = self.db.execute(" ".join(sql), args).fetchall()
         return rows[::-1] if backwards else rows
