@@ -2,7 +2,9 @@
 status and version filters (what the browser test drives at a small scale; page times at
 100 000 rows: python -m tools.harness.uibench)."""
 
+import hashlib
 import html
+import os
 import re
 
 import pytest
@@ -93,3 +95,27 @@ def test_filters(fleet):
     page = ui.get(base).text
     assert "2.0" in page and "active" in page  # version and state columns
     assert ui.get(base + "?status=bogus").status_code == 400
+
+
+def test_upload_checks(server, fleet, tmp_path):
+    ui, base, _sns = fleet
+    hdrs = {"X-CSRF-Token": ui.token, "Content-Type": "application/octet-stream"}
+    url = base + "content/"
+    r = ui.post(url + "?id=firmware-9&version=9.0", data=b"nine", headers=hdrs)
+    assert r.status_code == 200
+    sha = hashlib.sha256(b"nine").hexdigest()
+    assert r.json() == {"id": "firmware-9", "size": 4, "sha256": sha, "version": "9.0",
+                        "next": url + "?done=uploaded"}  # fmt: skip
+    blobs = sorted(os.listdir(str(server.db) + ".blobs"))
+    for query, status in (
+        ("?id=firmware-9&version=9.1", 409),  # exists: never replaced under its sha256
+        ("?id=firmware-x&version=9%269", 400),  # '&' would break the meta
+        ("?id=firmware-x&version=" + "9" * 65, 400),
+        ("?id=a,b", 400),
+        ("?version=1", 400),
+    ):
+        r = ui.post(url + query, data=b"other", headers=hdrs)
+        assert r.status_code == status, query
+    assert sorted(os.listdir(str(server.db) + ".blobs")) == blobs  # nothing left behind
+    page = ui.get(url).text
+    assert sha in page and "9.0" in page and "4 bytes" in page

@@ -209,7 +209,7 @@ def test_csrf_is_required_and_bound_to_the_session(server, world):
     ui_b = login(server, world.b["cik"])
     assert ui_a.token != ui_a2.token
     url = world.base() + "/sn/sn-on/regenerate"
-    for token in ("", "0" * 64, ui_a2.token, ui_b.token):
+    for token in ("", "0" * 64, "\u00e9" * 64, ui_a2.token, ui_b.token):
         r = ui_a.post_form(url, token=token)
         assert r.status_code == 403 and "CSRF" in r.text, token
     assert ui_a.post(url, data={}).status_code == 403

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import time
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -35,6 +36,7 @@ _EXPLAIN = {
 _REPORTED = ("state", "version", "content", "target", "progress", "error", "boots", "rollbacks")
 _PUBLIC = ("login", "login_post", "static")
 _UNREPORTED = "(not reported)"
+_VERSION = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
     "img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
@@ -371,7 +373,10 @@ async def upload(request):
     srv, model, ctx = await _model(request, shared_ok=False)
     q = query(request)
     cid = check_name(one(q, "id"), "content id")
-    version = check_text(one(q, "version"), "version")
+    version = one(q, "version") or ""
+    if version and not _VERSION.fullmatch(version):
+        # the agent reads meta values as they are, without percent-decoding (fleet/signing.py)
+        raise ApiError(400, "a version is letters, digits, '.', '_', '~' or '-' (64 at most)")
     ctype = content.check_ctype(request.headers.get("Content-Type", "application/octet-stream"))
     if await srv.store.content(model.id, cid) is not None:
         raise ApiError(409, "content id already exists: delete it first or pick another id")

@@ -26,7 +26,9 @@ def token(key, purpose):
 
 
 def same(a, b):
-    return isinstance(a, str) and isinstance(b, str) and hmac.compare_digest(a, b)
+    if not isinstance(a, str) or not isinstance(b, str):
+        return False
+    return hmac.compare_digest(a.encode("utf-8", "replace"), b.encode("utf-8", "replace"))
 
 
 def secure(request):
