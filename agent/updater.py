@@ -9,7 +9,8 @@ from .http import AgentError, ProtocolError
 
 
 class Refused(AgentError):
-    """Content that must not be applied: no digest, or one that does not match."""
+    """Content that must not be applied: no digest or a wrong one, no valid signature, or an
+    older version without rollback=1."""
 
 
 def newer(a, b):
@@ -60,8 +61,8 @@ def check(cand, rec, cfg):
     rb = "1" if meta.get("rollback") == "1" else "0"
     inst = rec["inst"]
     if inst and rb == "0" and newer((inst.get("ver"), inst.get("ts") or 0), (ver, ts)):
-        got = inst.get("ver") or inst.get("ts")
-        raise Refused("%s: %s is older than the installed %s: no downgrade" % (cid, ver, got))
+        got = (cid, ver or ts, inst.get("ver") or inst.get("ts"))
+        raise Refused("%s: %s is older than the installed %s: no downgrade" % got)
     keys = cfg.get("pubkeys")
     if not keys:
         return
@@ -72,7 +73,7 @@ def check(cand, rec, cfg):
         raise Refused("%s: not signed by a key in pubkeys (key=%s)" % (cid, name))
     from binascii import unhexlify
 
-    from . import sig
+    from . import sig  # only with pubkeys: a board without them never loads it
 
     try:
         s = unhexlify(meta.get("sig") or "")

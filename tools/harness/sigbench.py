@@ -117,8 +117,8 @@ def bench_cpython():
             f"{(time.perf_counter() - t) / n * 1000:.3f} ms")  # fmt: skip
 
 
-def bench_flow(code):
-    """Smallest heap of the full flow with and without pubkeys (64-bit .mpy)."""
+def bench_flow(runs):
+    """Smallest heap of the full flow with and without pubkeys, per (name, binary, path)."""
     import hashlib
 
     from exoprov.fleet import signing
@@ -144,7 +144,7 @@ def bench_flow(code):
         fleet._call("POST", path + "firmware-2", (205,), data=data, headers=hdr)
         n = [0]
 
-        def run(heap_k, keys):
+        def run(binary, path, heap_k, keys):
             n[0] += 1
             sn = f"s{n[0]}"
             fleet.add_sn("sigmodel", sn)
@@ -157,17 +157,18 @@ def bench_flow(code):
             if keys:
                 cfg["pubkeys"] = [line]
             (d / "c.json").write_text(json.dumps(cfg))
-            env = dict(os.environ, MICROPYPATH=f"{code}:.frozen")
+            env = dict(os.environ, MICROPYPATH=path)
             p = subprocess.run(
-                [str(MICROPYTHON), "-X", f"heapsize={heap_k}K", "-m", "agent", str(d / "c.json")],
+                [str(binary), "-X", f"heapsize={heap_k}K", "-m", "agent", str(d / "c.json")],
                 cwd=d, env=env, capture_output=True, text=True, timeout=300,
             )  # fmt: skip
             return p.returncode == 3
 
-        off = smallest(lambda k: run(k, False), 8, 256, 1)
-        on = smallest(lambda k: run(k, True), 8, 256, 1)
-        log(f"full flow, agent .mpy on the venv's unix port: smallest heap {off} KiB without "
-            f"pubkeys, {on} KiB with the signature check")  # fmt: skip
+        for name, binary, path in runs:
+            off = smallest(lambda k, b=binary, p=path: run(b, p, k, False), 4, 256, 1)
+            on = smallest(lambda k, b=binary, p=path: run(b, p, k, True), 4, 256, 1)
+            log(f"full flow (256 KiB image), {name}: smallest heap {off} KiB without pubkeys, "
+                f"{on} KiB with the signature check")  # fmt: skip
     finally:
         srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -187,12 +188,13 @@ def main(argv=None):
                 subprocess.run([str(MPY_CROSS), "-o", str(code / pkg / (src.stem + ".mpy")),
                                 f"{pkg}/{src.name}"], cwd=ROOT, check=True)  # fmt: skip
         log(f".mpy: agent/sig.py {(code / 'agent' / 'sig.mpy').stat().st_size} bytes")
-        bench_mp("unix port (venv, 64-bit), sig.mpy", MICROPYTHON, f"{code}:.frozen")
-        for b in a.frozen:
-            bench_mp(f"{b}, frozen", b, ".frozen")
+        runs = [("unix port (venv, 64-bit), .mpy", MICROPYTHON, f"{code}:.frozen")]
+        runs += [(f"{b}, frozen", b, ".frozen") for b in a.frozen]
+        for name, binary, path in runs:
+            bench_mp(name, binary, path)
         bench_cpython()
         if a.flow:
-            bench_flow(code)
+            bench_flow(runs)
     finally:
         shutil.rmtree(code, ignore_errors=True)
     return 0
