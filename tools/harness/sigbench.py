@@ -9,7 +9,7 @@
   needs: the smallest `-X heapsize` (bisected, 64-byte steps) with the verify minus the
   smallest without it, the same script otherwise;
 - CPython: one verify through `cryptography` and through the pure-Python fallback;
-- with --flow: the smallest heap (KiB) of the agent's full flow (activate, list, info, a
+- with --flow: the smallest heap (256-byte steps) of the agent's full flow (activate, list, info, a
   256 KiB download, verify, apply) under the venv's unix port, with and without `pubkeys`.
 """
 
@@ -144,7 +144,7 @@ def bench_flow(runs):
         fleet._call("POST", path + "firmware-2", (205,), data=data, headers=hdr)
         n = [0]
 
-        def run(binary, path, heap_k, keys):
+        def run(binary, path, heap, keys):
             n[0] += 1
             sn = f"s{n[0]}"
             fleet.add_sn("sigmodel", sn)
@@ -159,16 +159,16 @@ def bench_flow(runs):
             (d / "c.json").write_text(json.dumps(cfg))
             env = dict(os.environ, MICROPYPATH=path)
             p = subprocess.run(
-                [str(binary), "-X", f"heapsize={heap_k}K", "-m", "agent", str(d / "c.json")],
+                [str(binary), "-X", f"heapsize={heap}", "-m", "agent", str(d / "c.json")],
                 cwd=d, env=env, capture_output=True, text=True, timeout=300,
             )  # fmt: skip
             return p.returncode == 3
 
         for name, binary, path in runs:
-            off = smallest(lambda k, b=binary, p=path: run(b, p, k, False), 4, 256, 1)
-            on = smallest(lambda k, b=binary, p=path: run(b, p, k, True), 4, 256, 1)
-            log(f"full flow (256 KiB image), {name}: smallest heap {off} KiB without pubkeys, "
-                f"{on} KiB with the signature check")  # fmt: skip
+            off = smallest(lambda h, b=binary, p=path: run(b, p, h, False), 4096, 1 << 18, 256)
+            on = smallest(lambda h, b=binary, p=path: run(b, p, h, True), 4096, 1 << 18, 256)
+            log(f"full flow (256 KiB image), {name}: smallest heap (256-byte steps) {off} bytes "
+                f"without pubkeys, {on} with the signature check: {on - off:+d}")  # fmt: skip
     finally:
         srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)
