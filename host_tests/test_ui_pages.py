@@ -119,3 +119,38 @@ def test_upload_checks(server, fleet, tmp_path):
     assert sorted(os.listdir(str(server.db) + ".blobs")) == blobs  # nothing left behind
     page = ui.get(url).text
     assert sha in page and "9.0" in page and "4 bytes" in page
+
+
+def test_rollout_counts_what_devices_reported(server):
+    vendor = server.add_vendor()
+    api = server.session(cik=vendor["cik"])
+    model = new_model(api)
+    reports = {
+        "d-1": {"state": "active", "version": "2.0"},
+        "d-2": {"state": "downloading", "version": "1.0", "target": "2.0", "progress": "40"},
+        "d-3": {"state": "refused", "version": "1.0", "error": "sha256 mismatch"},
+        "d-4": {"state": "rolledback", "version": "1.0", "rollbacks": "1"},
+        "d-5": {"state": "active", "version": "1.0"},
+    }
+    for sn, report in reports.items():
+        add_sn(api, model, sn)
+        enable(api, model, sn, vendor["rid"])
+        with server.session(cik=activate(server, vendor["vendor"], model, sn).text) as dev:
+            assert dev.post("/onep:v1/stack/alias", data=report).status_code == 204
+    add_sn(api, model, "d-6")  # never enabled, never heard from
+    ui = login(server, vendor["cik"])
+    base = f"/ui/m/{vendor['vendor']}/{model}/"
+    hdrs = {"X-CSRF-Token": ui.token, "Content-Type": "application/octet-stream"}
+    assert ui.post(base + "content/?id=fw&version=2.0", data=b"2", headers=hdrs).status_code == 200
+    page = ui.get(base + "rollout/fw").text
+    counts = dict(re.findall(r'<b id="(\w+)">(\d+)</b>', page))
+    assert counts == {"runs": "1", "downloading": "1", "applied": "0", "failed": "1",
+                      "rolledback": "1"}  # fmt: skip
+    assert "5 reporting devices" in page
+    bars = re.findall(r'class="label">([^<]+)</text><rect[^>]*class="(bar[^"]*)"', page)
+    assert ("2.0", "bar hot") in bars and ("1.0", "bar") in bars
+    assert ("(not reported)", "bar") in bars
+    page = ui.get(base + "sn/d-3").text
+    assert "sha256 mismatch" in page and "refused" in page
+    assert "sha256 mismatch" in ui.get(base + "?status=activated").text
+    api.close()
