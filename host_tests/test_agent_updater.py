@@ -286,3 +286,24 @@ def test_content_gone_is_not_found():
     del srv.contents["firmware-a"]
     with pytest.raises(ApiError, match="404"):
         updater.download(api, board, rec, cand, memoryview(bytearray(BLOCK)), lambda: 0, 8192)
+
+
+def test_fsm_backs_off_between_refetches_then_refuses_and_reports():
+    from agent import fsm as F
+
+    srv, board, rec, api, data = setup(10000)
+    srv.contents["firmware-a"]["meta"] = "sha256=" + "0" * 64
+    board.record = json.dumps(rec).encode()
+    cfg = {"sn": "s", "firmware_prefix": "firmware", "chunk": 8192, "verify_retries": 2}
+    m = F.Fsm(board, api, cfg)
+    m.start()
+    got = [m.step() for _ in range(4)]
+    assert [g[0] for g in got] == [F.FAIL, F.FAIL, F.REFUSED, F.OK]
+    assert 1000 <= got[0][1] <= 2000 and 2000 <= got[1][1] <= 4000  # backoff doubles
+    assert [r for r in ranges(srv) if r.startswith("bytes=0-")] == ["bytes=0-8191"] * 3
+    assert ("apply",) not in board.log and board.state()["bad"] == "firmware-a:1700000000"
+    alias = [r[2] for r in srv.requests if r[1] == "/onep:v1/stack/alias"]
+    assert any(
+        a.get("state") == "refused" and "sha256 mismatch, refused" in a.get("error", "")
+        for a in alias
+    ), alias
