@@ -95,7 +95,10 @@ SCENARIOS = [
     ("cr-total-smaller", {"blob": [("cr_total", SIZE - 1)]}, "applied"),
     *[(f"cr-malformed-{n}", {"blob": [("cr_raw", v.encode())]}, "applied") for n, v in _BAD_CR],
     ("more-bytes-than-asked", {"blob": [("more", 100)]}, "applied"),
-    ("stray-bytes-after-body", {"blob": [("overrun", 100)]}, "applied"),
+    # reports off: a progress report (a POST, always on a fresh connection) would drop the
+    # connection holding the stray bytes before the next range could trip over them
+    ("stray-bytes-after-body", {"blob": [("overrun", 100)], "_config": {"report": False}},
+     "applied"),
     ("5xx-burst-download", {"blob": [("status", 503)] * 3}, "burst"),
     ("5xx-burst-activate", {"activate": [("status", 500), ("status", 503)]}, "burst"),
     ("5xx-list-and-info", {"list": [("status", 502)], "info": [("status", 504)]}, "applied"),
