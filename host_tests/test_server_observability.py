@@ -4,6 +4,7 @@
 import asyncio
 import hashlib
 import json
+import socket
 
 import pytest
 import requests
@@ -204,6 +205,9 @@ def test_metrics_after_some_requests(make_server):
     codes = [requests.post(url, data=bad).status_code for _ in range(3)]
     assert codes == [409, 409, 429]
     requests.get(srv.url + "/no/such/path/" + "x" * 50)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as raw:
+        raw.sendall(b"GARBAGE\x01 / HTTP/1.1\r\n\r\n")  # never parses: still counted
+        assert raw.recv(100).startswith(b"HTTP/1.0 400")
     m = _metrics(srv.url)
     pid = {lab["pid"] for lab, _ in m["exoprov_requests_total"]}
     assert len(pid) == 1 and pid.pop() == str(srv.proc.pid)
@@ -215,6 +219,7 @@ def test_metrics_after_some_requests(make_server):
     assert _value(m, req, procedure="device_download", status="206") == 1
     assert _value(m, req, procedure="alias_write", status="204") == 1
     assert _value(m, req, procedure="unknown", status="404") == 1
+    assert _value(m, req, procedure="unknown", status="400") == 1
     procedures = {lab["procedure"] for lab, _ in m[req]}
     assert not [p for p in procedures if "/" in p]  # names, never paths
     assert _value(m, "exoprov_activations_total") == 1

@@ -104,7 +104,7 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request, response, time):
         try:
             m = request.config_dict.get(METRICS)
-        except AttributeError:  # a request that never parsed has no application
+        except (AttributeError, AssertionError):  # a request that never parsed: no app
             m = metrics.LAST
         name = m.observe(request, response, time) if m else metrics.procedure(request)
         fields = {
