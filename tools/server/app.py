@@ -1,6 +1,7 @@
 """The aiohttp application: routes, error middleware, access log without secrets."""
 
 import asyncio
+import logging
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -107,6 +108,8 @@ class AccessLogger(AbstractAccessLogger):
         except (AttributeError, AssertionError):  # a request that never parsed: no app
             m = metrics.LAST
         name = m.observe(request, response, time) if m else metrics.procedure(request)
+        if response.status == 206 and not self.logger.isEnabledFor(logging.DEBUG):
+            return  # a download's Range parts: counted in /metrics, not a line each
         fields = {
             "procedure": name,
             "method": request.method,

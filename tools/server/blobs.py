@@ -11,11 +11,16 @@ CHUNK = 256 * 1024
 # Left-overs are only removed once this old: another worker or instance sharing the
 # directory may be writing a tmp- file, or about to commit a just-renamed blob, right now.
 STALE = 120.0
+SMALL = 1 << 20  # Range answers up to this size are read whole and sent in one write
+_FDS_MAX = 64
 
 
 class Blobs:
+    SMALL = SMALL
+
     def __init__(self, directory):
         self.dir = str(directory)
+        self._fds = {}  # blob name -> open descriptor (read_small), oldest first
         os.makedirs(self.dir, exist_ok=True)
         for name in os.listdir(self.dir):
             if name.startswith("tmp-") and self._stale(name):  # an upload cut short
@@ -31,6 +36,7 @@ class Blobs:
             return False
 
     def _unlink(self, name):
+        self._forget(name)
         try:
             os.unlink(self.path(name))
         except FileNotFoundError:
@@ -76,6 +82,26 @@ class Blobs:
             if not ok:
                 self._unlink(tmp)
         return name, size
+
+    def read_small(self, name, first, count):
+        """Bytes [first, first + count) of blob `name` (a Range answer, at most SMALL bytes)
+        from a cached descriptor: blob files are never rewritten, only replaced under a new
+        name. None when the blob is gone."""
+        fd = self._fds.get(name)
+        if fd is None:
+            try:
+                fd = os.open(self.path(name), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except FileNotFoundError:
+                return None
+            while len(self._fds) >= _FDS_MAX:
+                os.close(self._fds.pop(next(iter(self._fds))))
+            self._fds[name] = fd
+        return os.pread(fd, count, first)
+
+    def _forget(self, name):
+        fd = self._fds.pop(name, None)
+        if fd is not None:
+            os.close(fd)
 
     async def send(self, request, response, name, first, count):
         """Stream `count` bytes of blob `name` from `first` as the body of `response`."""

@@ -5,6 +5,7 @@ well-formed single byte range is ignored (the whole content is sent, as RFC 9110
 a well-formed one that misses the content is unsatisfiable (416).
 """
 
+import functools
 import re
 from email.utils import formatdate, parsedate_to_datetime
 
@@ -37,6 +38,7 @@ def parse(header, total):
     return first, last
 
 
+@functools.lru_cache(maxsize=256)
 def http_date(ts):
     return formatdate(ts, usegmt=True)
 

@@ -89,6 +89,12 @@ async def send(request, srv, row):
     else:
         status, first, count = 206, span[0], span[1] - span[0] + 1
         headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{total}"
+    small = getattr(srv.blobs, "read_small", None)
+    if status == 206 and small is not None and count <= srv.blobs.SMALL:
+        # the device download pattern (64 KiB Ranges): one read, headers and body in one write
+        data = small(row["blob"], first, count)
+        if data is not None and len(data) == count:
+            return web.Response(status=status, headers=headers, body=data)
     resp = web.StreamResponse(status=status, headers=headers)
     resp.content_length = count
     sent = await srv.blobs.send(request, resp, row["blob"], first, count)

@@ -478,6 +478,22 @@ class Store:
         """(model_id, sn) of the serial number this device client belongs to, or None."""
         return self._one("SELECT model_id, sn FROM sns WHERE client_rid = ?", client_rid)
 
+    async def device_view(self, cik, vendor, model):
+        """The download path's lookups in one query: (client_by_cik row or None, id of model
+        `model` of vendor `vendor` or None, sn_of_client row or None)."""
+        row = self._one(
+            "SELECT c.rid, c.kind, c.state, c.enabled_at, s.model_id, s.sn, "
+            "(SELECT m.id FROM vendors v JOIN models m ON m.vendor_rid = v.rid "
+            " WHERE v.name = ? AND m.name = ?) "
+            "FROM clients c LEFT JOIN sns s ON s.client_rid = c.rid WHERE c.cik_hash = ?",
+            vendor,
+            model,
+            secret_hash(cik),
+        )
+        if row is None:
+            return None, None, None
+        return row[:4], row[6], (row[4:6] if row[4] is not None else None)
+
     # -- ranges ----------------------------------------------------------------------------
 
     async def ranges(self, model_id):

@@ -93,9 +93,24 @@ def parse_form(raw):
     return form
 
 
-def query(request):
-    """The query string, parsed as strictly as a form body."""
-    return parse_form(request.rel_url.raw_query_string)
+def query(request, remember=False):
+    """The query string, parsed as strictly as a form body. `remember`: keep the last few
+    parsed (the device download: the same query for every Range part; no secrets in it);
+    the result is then shared, read-only."""
+    raw = request.rel_url.raw_query_string
+    if not remember:
+        return parse_form(raw)
+    got = _QUERIES.get(raw)
+    if got is None:
+        got = parse_form(raw)
+        if len(raw) <= 512:
+            if len(_QUERIES) >= 1024:
+                _QUERIES.clear()
+            _QUERIES[raw] = got
+    return got
+
+
+_QUERIES = {}
 
 
 def one(form, key, default=None):
