@@ -166,7 +166,7 @@ class Fsm:
                     self._report("active")
                 self.backoff = _MIN  # a whole pass worked: failures start over from 2 s
                 return OK, cfg.get("poll", 3600) * 1000
-            updater.check(c, rec, cfg)  # downgrade, signature: refused before any download
+            c = updater.check(c, rec, cfg)  # downgrade, signature: refused before any download
             j = rec["j"]
             self.pct = j["off"] // (j["size"] // 10 + 1) if j and j["id"] == c[0] else 0
             self._report("downloading", ("target", c[4] or c[2]), ("progress", self.pct * 10))

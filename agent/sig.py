@@ -50,23 +50,31 @@ def _k(i):  # the i-th 64-bit word of _K
     return int(_K[16 * i : 16 * i + 16], 16)
 
 
+def _w(m, o, i):  # word i (mod 16) of the block at m[o:]
+    o += 8 * (i & 15)
+    return int.from_bytes(m[o : o + 8], "big")
+
+
 def _sha512(data):
-    """SHA-512 digest of data (bytes), for a hashlib without one."""
+    """SHA-512 digest of data (bytes), for a hashlib without one. The message schedule is
+    kept in the padded copy of data itself, 16 words in each block's place."""
     n = len(data)
-    data = bytes(data) + b"\x80" + bytes((111 - n) % 128) + (n * 8).to_bytes(16, "big")
+    m = bytearray(data)
+    m.append(0x80)
+    m.extend(bytes((111 - n) % 128))
+    m.extend((n * 8).to_bytes(16, "big"))
     h = [_k(80 + i) for i in range(8)]
-    w = [0] * 16  # the message schedule as a window of 16 words, not 80
-    for o in range(0, len(data), 128):
+    for o in range(0, len(m), 128):
         a, b, c, d, e, f, g, k = h
         for i in range(80):
-            if i < 16:
-                x = int.from_bytes(data[o + 8 * i : o + 8 * i + 8], "big")
-            else:
-                x, y = w[(i - 15) & 15], w[(i - 2) & 15]
-                x = _r(x, 1) ^ _r(x, 8) ^ x >> 7
-                y = _r(y, 19) ^ _r(y, 61) ^ y >> 6
-                x = (w[i & 15] + x + w[(i - 7) & 15] + y) & _M
-            w[i & 15] = x
+            x = _w(m, o, i)
+            if i > 15:
+                y, z = _w(m, o, i - 15), _w(m, o, i - 2)
+                y = _r(y, 1) ^ _r(y, 8) ^ y >> 7
+                z = _r(z, 19) ^ _r(z, 61) ^ z >> 6
+                x = (x + y + _w(m, o, i - 7) + z) & _M
+                j = o + 8 * (i & 15)
+                m[j : j + 8] = x.to_bytes(8, "big")
             x += k + (_r(e, 14) ^ _r(e, 18) ^ _r(e, 41)) + ((e & f) ^ (e ^ _M) & g) + _k(i)
             y = (_r(a, 28) ^ _r(a, 34) ^ _r(a, 39)) + ((a & b) ^ (a & c) ^ (b & c))
             a, b, c, d, e, f, g, k = (x + y) & _M, a, b, c, (d + x) & _M, e, f, g

@@ -56,7 +56,8 @@ def message(model, cid, ver, size, sha, rollback):
 def check(cand, rec, cfg):
     """Refuse, before a byte is fetched: a version older than the installed one unless the
     meta says rollback=1; with `pubkeys` configured, content without a version or without a
-    valid signature (meta sig=<128 hex>, key=<name>) over message()."""
+    valid signature (meta sig=<128 hex>, key=<name>) over message().
+    -> cand without its meta (which need not stay in the heap during the download)"""
     cid, size, ts, sha, ver, meta = cand
     rb = "1" if meta.get("rollback") == "1" else "0"
     inst = rec["inst"]
@@ -65,12 +66,13 @@ def check(cand, rec, cfg):
         raise Refused("%s: %s is older than the installed %s: no downgrade" % got)
     keys = cfg.get("pubkeys")
     if not keys:
-        return
+        return cand[:5]
     name = meta.get("key")
     if not ver or not sha:
         raise Refused("%s: signed content needs a version and a sha256" % cid)
     if name not in keys:
         raise Refused("%s: not signed by a key in pubkeys (key=%s)" % (cid, name))
+    import sys
     from binascii import unhexlify
 
     from . import sig  # only with pubkeys: a board without them never loads it
@@ -79,9 +81,14 @@ def check(cand, rec, cfg):
         s = unhexlify(meta.get("sig") or "")
     except ValueError:
         s = b""
-    if not sig.verify(keys[name], message(cfg["model"], cid, ver, size, sha, rb), s):
+    s = sig.verify(keys[name], message(cfg["model"], cid, ver, size, sha, rb), s)
+    # Forget the module: its constants would stay in a small board's heap for the download.
+    sys.modules.pop(sig.__name__, None)
+    delattr(sys.modules[__name__[:-8]], "sig")  # the package: "agent" or "exoprov.agent"
+    if not s:
         raise Refused("%s: bad signature (key %s)" % (cid, name))
     log("signature of", cid, "by", name, "verified")
+    return cand[:5]
 
 
 def download(api, board, rec, cand, mv, save, chunk, unverified=False, retries=3):
