@@ -5,7 +5,8 @@ Keys (short: the record lives in NVS on small boards):
   cik    the device CIK or None
   n      counters: act(ivations), upd(ates), rb (rollbacks), boot
   inst   installed content {"id", "ver", "sha", "ts"} or None
-  j      update journal {"id", "size", "ts", "sha", "ver", "etag", "off"} or None
+  j      update journal {"id", "size", "ts", "sha", "etag", "off", "mm" (sha256 mismatches
+         so far: updater.download)} or None
   pend   applied, not yet confirmed: like inst plus "boots"
   bad    "id:ts" of content refused or rolled back, skipped until it changes
 A missing or corrupt record means unprovisioned; load() never raises.
