@@ -15,9 +15,13 @@
   modules resident during the flow) and the "data heap" = smallest heap - import heap, the
   figure that compares like with like;
 - mpy: `.mpy` size of the agent, and of the agent with each board module;
-- server: download throughput of `exoprov server` for 50 concurrent clients against a static
-  file server serving the same bytes (nginx when installed, else Python's http.server,
-  labelled as such), as a ratio;
+- server: requests per second for 50 keep-alive clients (wrk) fetching 64 KiB Range
+  requests of one blob, side by side: nginx serving the blob as a static file (HTTP and
+  HTTPS), `exoprov server`, `exoprov server --workers 2`, and the shipped production
+  arrangement (deploy/nginx: nginx terminating TLS before 2 instances, also with 2 workers
+  each), with ratios to nginx; then whole-blob throughput (50 curl clients) against nginx.
+  nginx and wrk are installed with apt-get when missing (as root), else the step stops
+  saying so;
 - rss: the server's RSS high-water mark (VmHWM) around a 256 MiB upload and download.
 """
 
@@ -382,51 +386,127 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def bench_server(b, clients=50):
+# wrk script: each connection walks the blob in 64 KiB Range requests, as a device does
+_RANGE_LUA = """
+local size, chunk, n = %d, %d, 0
+request = function()
+  local off = (n * chunk) %% size
+  n = n + 1
+  wrk.headers["Range"] = "bytes=" .. off .. "-" .. (math.min(off + chunk, size) - 1)
+  return wrk.format(nil)
+end
+"""
+
+
+def _which(name):
+    path = shutil.which(name)
+    if not path and Path(f"/usr/sbin/{name}").exists():
+        path = f"/usr/sbin/{name}"
+    return path
+
+
+def ensure_tool(name):
+    """A server or load tool from Debian (nginx, wrk): installed with apt-get when missing
+    and we are root; otherwise a clear message (the comparison always runs, or says why not)."""
+    if _which(name):
+        return _which(name)
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise SystemExit(f"bench: {name} is not installed: run `apt-get install {name}` as root")
+    log(f"installing {name} (apt-get)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", name]
+    for cmd in (["apt-get", "update", "-q"], install):
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, timeout=900)
+    if not _which(name):
+        raise SystemExit(f"bench: apt-get install {name} gave no {name} command")
+    return _which(name)
+
+
+def _wrk(wrk, url, lua, clients, secs, headers=()):
+    """wrk -t1 (one client thread: the machine's cores go to the servers) -> (req/s, errors)."""
+    cmd = [wrk, "-t1", f"-c{clients}", f"-d{secs}s", "-s", str(lua), "--latency"]
+    for h in headers:
+        cmd += ["-H", h]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=secs + 60).stdout
+    rps = float(out.split("Requests/sec:")[1].split()[0])
+    errors = 0
+    for line in out.splitlines():
+        if "Non-2xx" in line or "Socket errors" in line:
+            errors += sum(int(x) for x in line.replace(",", " ").split() if x.isdigit())
+    return rps, errors
+
+
+def _static_nginx(b, nginx, static_dir, certs):
+    """nginx serving static_dir as files on a plain and a TLS port, rootless in b.tmp."""
+    from tools.harness.cluster import Nginx
+
+    http, https = _free_port(), _free_port()
+    site = b.tmp / "static.conf"
+    site.write_text(
+        f"server {{ listen 127.0.0.1:{http}; root {static_dir}; keepalive_requests 100000; }}\n"
+        f"server {{ listen 127.0.0.1:{https} ssl; root {static_dir}; "
+        f"keepalive_requests 100000; ssl_certificate {certs['cert']}; "
+        f"ssl_certificate_key {certs['key']}; }}\n"
+    )
+    d = b.tmp / "nginx-static"
+    d.mkdir(exist_ok=True)
+    return Nginx(d, site, http), http, https
+
+
+def bench_server(b, clients=50, secs=10):
+    """Requests/s of 64 KiB Range requests on keep-alive connections (wrk, `clients`
+    connections) for nginx serving the blob as a static file and for each exoprov
+    arrangement; then whole-blob throughput (curl) of exoprov against nginx."""
+    from tools.harness.cluster import Cluster, make_certs
+    from tools.harness.launch import ServerProcess
+
+    nginx, wrk = ensure_tool("nginx"), ensure_tool("wrk")
     path, _sha = b.set_image(b.size, "3")
-    ciks = [b.activate(b.new_sn()) for _ in range(clients)]
-    url = b.blob_url()
-    ours, t_ours = _fetch_all([(url, {"X-Exosite-CIK": c}) for c in ciks], clients)
-    nginx = shutil.which("nginx") or (Path("/usr/sbin/nginx") if Path("/usr/sbin/nginx").exists()
-                                      else None)  # fmt: skip
+    cik = b.activate(b.new_sn())
+    q = f"/provision/download?vendor={b.vendor['vendor']}&model={MODEL}&id={b.cid}"
+    hdr = [f"X-Exosite-CIK: {cik}"]
+    lua = b.tmp / "range.lua"
+    lua.write_text(_RANGE_LUA % (b.size, 64 * 1024))
     static_dir = b.tmp / "static"
-    static_dir.mkdir()
+    static_dir.mkdir(exist_ok=True)
     os.link(path, static_dir / "image.bin")
-    port = _free_port()
-    if nginx:
-        label = "nginx"
-        conf = b.tmp / "nginx.conf"
-        conf.write_text(
-            f"daemon off; worker_processes 2; pid {b.tmp}/nginx.pid; error_log stderr;\n"
-            f"events {{ worker_connections 1024; }}\n"
-            f"http {{ access_log off; sendfile on; server {{ listen 127.0.0.1:{port}; "
-            f"root {static_dir}; }} }}\n"
-        )
-        cmd = [str(nginx), "-c", str(conf), "-p", str(b.tmp)]
-    else:
-        label = "Python http.server (static baseline; nginx is not installed)"
-        cmd = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port),
-               "--directory", str(static_dir)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    certs = make_certs(b.tmp / "certs")
+    rows = []
+
+    def run(label, url, headers=(), ca=None):
+        rps, errors = _wrk(wrk, url, lua, clients, secs, headers)
+        rows.append((label, rps, errors))
+        log(f"server: {label}: {rps:.0f} requests/s" + (f" ({errors} errors)" if errors else ""))
+        return rps
+
+    static, http, https = _static_nginx(b, nginx, static_dir, certs)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        theirs, t_theirs = _fetch_all([(f"http://127.0.0.1:{port}/image.bin", {})], clients)
+        base = run("nginx, static file (HTTP)", f"http://127.0.0.1:{http}/image.bin")
+        base_tls = run("nginx, static file (HTTPS)", f"https://127.0.0.1:{https}/image.bin")
+        theirs, t_theirs = _fetch_all([(f"http://127.0.0.1:{http}/image.bin", {})], clients)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        static.stop()
+    run("exoprov server (1 process, HTTP)", b.srv.url + q, hdr)
+    with ServerProcess("--workers", "2", "--activation-limit", "0", db=b.srv.db,
+                       workdir=b.tmp / "w2") as w2:  # fmt: skip
+        run("exoprov server --workers 2 (HTTP)", w2.url + q, hdr)
+    with Cluster(instances=2, db=b.srv.db, extra=("--activation-limit", "0")) as c:
+        run("nginx (TLS) + 2 exoprov instances: the deploy/nginx recipe", c.url + q, hdr)
+    with Cluster(instances=2, workers=2, db=b.srv.db, extra=("--activation-limit", "0")) as c:
+        run("nginx (TLS) + 2 instances x --workers 2", c.url + q, hdr)
+    log(f"server: {clients} keep-alive connections, 64 KiB Range requests of one "
+        f"{b.size // MIB} MiB blob, wrk -t1, {secs} s each; ratio to nginx static over the "
+        "same transport:")  # fmt: skip
+    for label, rps, errors in rows:
+        ref = base_tls if "TLS" in label or "HTTPS" in label else base
+        log(f"  {label:<60} {rps:>8.0f} req/s  {rps / ref:5.2f}x" + (f"  {errors} errors"
+            if errors else ""))  # fmt: skip
+    ciks = [b.activate(b.new_sn()) for _ in range(clients)]
+    ours, t_ours = _fetch_all([(b.blob_url(), {"X-Exosite-CIK": c}) for c in ciks], clients)
     client = "curl" if shutil.which("curl") else "requests"
     r_ours, r_theirs = ours / t_ours, theirs / t_theirs
-    log(f"server: {clients} concurrent {client} clients x {b.size / MIB:.0f} MiB: exoprov server "
-        f"{fmt_rate(ours, t_ours)}, {label} {fmt_rate(theirs, t_theirs)}; "
+    log(f"server: whole blob, {clients} concurrent {client} clients x {b.size / MIB:.0f} MiB: "
+        f"exoprov server {fmt_rate(ours, t_ours)}, nginx static {fmt_rate(theirs, t_theirs)}; "
         f"ratio {r_ours / r_theirs:.2f}")  # fmt: skip
 
 
