@@ -45,15 +45,25 @@ def _content_length(head):
     return None
 
 
+def test_100000_sns_in_one_csv(vclient):
+    model = new_model(vclient)
+    body = "".join(f"sn{i:06d},batch 7\n" for i in range(100_000))  # ~1.7 MB
+    hdr = {"Content-Type": "text/csv; charset=utf-8"}
+    r = vclient.post(f"/provision/manage/model/{model}/", data=body.encode(), headers=hdr)
+    assert r.status_code == 205, r.text
+    r = vclient.get(f"/provision/manage/model/{model}/sn099999")
+    assert r.status_code == 200
+
+
 def test_form_body_over_64k_is_413(server, vclient):
     r = vclient.post("/provision/manage/model/", data="model=" + "x" * 70000)
     assert r.status_code == 413
     assert r.headers["Connection"].lower() == "close"
     assert r.headers["Content-Type"].startswith("text/plain")
     model = new_model(vclient)
-    r = vclient.post(
+    r = vclient.post(  # a CSV serial-number list may be larger: 4 MiB
         f"/provision/manage/model/{model}/",
-        data="a\n" * 40000,
+        data="a\n" * (2 * 1024 * 1024 + 1),
         headers={"Content-Type": "text/csv"},
     )
     assert r.status_code == 413

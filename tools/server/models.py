@@ -7,6 +7,7 @@ from . import auth, snranges
 from .db import Duplicate
 from .state import SERVER, log, new_cik, new_rid
 from .util import (
+    CSV_CAP,
     ApiError,
     check_name,
     check_text,
@@ -172,7 +173,7 @@ async def add_sns(request):
         return done()
     if kind == "text/csv":
         pairs = []
-        for row in csv_rows(await read_text(request), 2):
+        for row in csv_rows(await read_text(request, CSV_CAP), 2):
             sn = check_name(row[0].strip(), "sn")
             pairs.append((sn, check_text(row[1] if len(row) > 1 else "", "extra")))
         return await _add_pairs(srv, model, pairs)

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 FORM_CAP = 64 * 1024
+CSV_CAP = 4 * 1024 * 1024  # a CSV serial-number list: 100 000+ in one request
 NAME_MAX = 128
 TEXT_MAX = 4096
 MAX_FIELDS = 2000
@@ -180,9 +181,9 @@ async def read_form(request):
     return parse_form(await read_body(request))
 
 
-async def read_text(request):
+async def read_text(request, cap=FORM_CAP):
     try:
-        return (await read_body(request)).decode("utf-8")
+        return (await read_body(request, cap)).decode("utf-8")
     except UnicodeDecodeError:
         raise ApiError(400, "body is not UTF-8")
 
