@@ -285,7 +285,7 @@ async def device(request):
     client = await srv.store.client(row[2]) if row and row[2] else None
     status = srv.status(client[3], client[4]) if client else ""
     told = await srv.store.device_status(model.id, sn)
-    reports = [(k, told[k]) for k in _REPORTED if told and told[k] is not None]
+    reports = [(k, told[k]) for k in _REPORTED if told and told[k] not in (None, "")]
     log_rows = await srv.store.activation_log(model.id, sn)
     groups = None if model.shared else await srv.store.groups_of(model.id, "sn", sn)
     done = one(query(request), "done")
