@@ -333,3 +333,29 @@ def test_no_credential_in_any_page(server, world):
     assert 'id="status">activated<' in pages[world.base() + "/sn/sn-on"]
     assert 'id="status">notactivated<' in pages[world.base() + "/sn/sn-cik"]
     world.unchanged()
+
+
+def test_names_and_reports_are_escaped(server):
+    vendor = server.add_vendor()
+    api = server.session(cik=vendor["cik"])
+    model = new_model(api)
+    evil = "<img src=x onerror=alert(1)>"
+    add_sn(api, model, evil)
+    enable(api, model, evil, vendor["rid"])
+    cik = activate(server, vendor["vendor"], model, evil).text
+    with server.session(cik=cik) as dev:
+        report = {"version": "<svg onload=alert(2)>", "error": "</td><script>x()</script>"}
+        r = dev.post("/onep:v1/stack/alias", data=report)
+        assert r.status_code == 204
+    add_content(api, model, "fw", b"x", meta="sha256=00&version=<b>1</b>")
+    ui = login(server, vendor["cik"])
+    base = f"/ui/m/{vendor['vendor']}/{model}"
+    pages = [base + "/", base + "/sn/" + quote(evil, safe=""), base + "/content/",
+             base + "/rollout/fw"]  # fmt: skip
+    for url in pages:
+        page = ui.get(url).text
+        assert "<img src=x" not in page and "<svg onload" not in page, url
+        assert "<script>x()" not in page and "<b>1</b>" not in page, url
+    assert "&lt;img src=x onerror=alert(1)&gt;" in ui.get(base + "/").text
+    assert "&lt;svg onload=alert(2)&gt;" in ui.get(base + "/rollout/fw").text
+    api.close()
