@@ -9,6 +9,7 @@ faultserver.py scripted with one fault per scenario, and prints
   typed error (`retrying in ... after <Error>`), waited a backoff of at least a second before
   it, then applied exactly the content the server holds (sha256 of the installed image), and
   each fault cost at most the one Range request it hit (asked again, not the whole image);
+- "refetch": applied as above after a sha256 mismatch, the image fetched again from byte 0;
 - "refused": the agent refused the content and the old image is still installed.
 Slow answers (a stall, a trickle slower than the read timeout would notice) must be cut by the
 agent's per-exchange deadline: the agent's `timeout` is 2 s here, so a trickled 64 KiB answer
@@ -106,7 +107,11 @@ SCENARIOS = [
     ("garbage-list-answer", {"list": [("raw", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nfi")]},
      "applied"),
     ("tls-bytes-on-info", {"info": [("raw", b"\x15\x03\x03\x00\x02\x02\x28")] * 2}, "applied"),
-    ("corrupt-chunk", {"blob": ["ok", ("corrupt", 10)]}, "refused"),
+    # a flipped byte (a proxy, the line): the whole image is fetched again from zero, once here
+    ("corrupt-chunk", {"blob": ["ok", ("corrupt", 10)]}, "refetch"),
+    # corrupt on every fetch: refused after verify_retries refetches
+    ("corrupt-every-fetch", {"blob": [("corrupt", 10), "ok", "ok", "ok"] * 2,
+                             "_config": {"verify_retries": 1}}, "refused"),
 ]  # fmt: skip
 
 
@@ -218,6 +223,10 @@ def _judge(expect, res, out, installed, old_sha, new, srv):
         return "no retry after a typed error was logged"
     if not res.sleeps or res.sleeps[0] < 1000:
         return f"no backoff before the retry (sleeps {res.sleeps})"
+    if expect == "refetch":
+        starts = [r for r in srv.requests("blob") if (r.range or "").startswith("bytes=0-")]
+        if len(starts) < 2 or "sha256 mismatch" not in out:
+            return "the image was not fetched again from zero after a sha256 mismatch"
     if expect == "restart":
         blobs = srv.requests("blob")
         hit = [i for i, r in enumerate(blobs) if isinstance(r.action, tuple)]
@@ -229,7 +238,7 @@ def _judge(expect, res, out, installed, old_sha, new, srv):
         for i, ms in enumerate(res.sleeps):
             if ms < 1000 * 2**i:
                 return f"backoff does not double across the burst (sleeps {res.sleeps})"
-    if expect != "restart":
+    if expect not in ("restart", "refetch"):
         blobs = srv.requests("blob")
         faults = sum(1 for r in blobs if r.action != "ok")
         asked = sum(_span(r.range) for r in blobs)
