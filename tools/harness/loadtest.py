@@ -1,16 +1,25 @@
-"""Load: 1 000 devices activating and 200 downloading a 1 MiB image at once, on loopback.
+"""Load: a large whitelist, many devices activating, many downloading, through the balancer.
 
-`python -m tools.harness.loadtest [--devices 1000] [--downloads 200] [--size-kib 1024]`
-starts its own server, whitelists and enables the devices, then (1) all devices activate at
-the same moment,
-(2) the first `--downloads` of them fetch the image at the same moment in 64 KiB Range requests
-on keep-alive connections, as the agent does, and check its sha256. Prints activations per
-second and MiB/s; exits 1 on any error (a non-2xx answer, a wrong byte, a connection error).
+`python -m tools.harness.loadtest [--sns 100000] [--devices 10000] [--downloads 2000]
+[--size-kib 1024] [--instances 1,2,3] [--concurrency 500]` runs, for each instance count, the
+production arrangement (tools/harness/cluster.py: nginx terminating TLS before N
+`exoprov server` instances on one database) and:
+
+1. whitelists `--sns` serial numbers in one CSV request, enables the first `--devices`;
+2. all devices activate at the same moment (at most `--concurrency` connections open at
+   once, one new TLS connection per device, as a device does);
+3. the first `--downloads` devices fetch a 1 MiB image in 64 KiB Range requests on their
+   own keep-alive connection, as the agent does, and check its sha256.
+
+Prints activations per second and MiB/s for each instance count side by side; exits 1 on
+any error (a non-2xx answer, a wrong byte, a connection error). `--instances 0` runs one
+server without nginx (plain HTTP), as `make test`'s small sample does.
 """
 
 import argparse
 import asyncio
 import hashlib
+import ssl
 import sys
 import time
 
@@ -23,10 +32,29 @@ MODEL = "loadmodel"
 CHUNK = 64 * 1024
 
 
-async def _enable_all(url, vendor, sns):
+def _ssl(ca):
+    return ssl.create_default_context(cafile=ca) if ca else None
+
+
+async def _whitelist(url, vendor, sns, ca):
+    """All serial numbers in one CSV request."""
+    body = "".join(f"{sn}\r\n" for sn in sns).encode()
+    hdr = {"X-Exosite-CIK": vendor["cik"], "Content-Type": "text/csv; charset=utf-8"}
+    timeout = aiohttp.ClientTimeout(total=300)
+    conn = aiohttp.TCPConnector(ssl=_ssl(ca) or False)
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as s:
+        t0 = time.monotonic()
+        async with s.post(f"{url}/provision/manage/model/{MODEL}/", data=body, headers=hdr) as r:
+            text = await r.text()
+            if r.status != 205:
+                raise RuntimeError(f"whitelist: {r.status} {text[:200]}")
+        return time.monotonic() - t0
+
+
+async def _enable_all(url, vendor, sns, ca):
     hdr = {"X-Exosite-CIK": vendor["cik"]}
     data = {"enable": "true", "owner": vendor["rid"]}
-    conn = aiohttp.TCPConnector(limit=16)
+    conn = aiohttp.TCPConnector(limit=16, ssl=_ssl(ca) or False)
     async with aiohttp.ClientSession(connector=conn, headers=hdr) as s:
 
         async def one(sn):
@@ -38,9 +66,10 @@ async def _enable_all(url, vendor, sns):
         await asyncio.gather(*(one(sn) for sn in sns))
 
 
-async def _activate_all(url, vendor, sns, errors):
-    conn = aiohttp.TCPConnector(limit=0, force_close=True)
-    timeout = aiohttp.ClientTimeout(total=120)
+async def _activate_all(url, vendor, sns, errors, ca=None, concurrency=500):
+    ctx = _ssl(ca) or False
+    conn = aiohttp.TCPConnector(limit=concurrency, force_close=True, ssl=ctx)
+    timeout = aiohttp.ClientTimeout(total=300)
     ciks = {}
     gate = asyncio.Event()
     async with aiohttp.ClientSession(connector=conn, timeout=timeout) as s:
@@ -66,33 +95,36 @@ async def _activate_all(url, vendor, sns, errors):
         return ciks, time.monotonic() - t0
 
 
-async def _download_all(url, vendor, ciks, cid, size, digest, errors):
-    timeout = aiohttp.ClientTimeout(total=300)
+async def _download_all(url, vendor, ciks, cid, size, digest, errors, ca=None, concurrency=500):
+    timeout = aiohttp.ClientTimeout(total=600)
     gate = asyncio.Event()
+    room = asyncio.Semaphore(concurrency)
     q = f"vendor={vendor['vendor']}&model={MODEL}&id={cid}"
+    ctx = _ssl(ca) or False
 
     async def one(cik):
-        conn = aiohttp.TCPConnector(limit=1)
-        hdr = {"X-Exosite-CIK": cik}
-        async with aiohttp.ClientSession(connector=conn, timeout=timeout, headers=hdr) as s:
-            await gate.wait()
-            h = hashlib.sha256()
-            try:
-                for off in range(0, size, CHUNK):
-                    last = min(size, off + CHUNK) - 1
-                    rng = {"Range": f"bytes={off}-{last}"}
-                    async with s.get(f"{url}/provision/download?{q}", headers=rng) as r:
-                        body = await r.read()
-                        want = f"bytes {off}-{last}/{size}"
-                        if r.status != 206 or r.headers.get("Content-Range") != want:
-                            errors.append(f"download: {r.status}")
-                            return
-                        h.update(body)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                errors.append(f"download: {type(exc).__name__}")
-                return
-            if h.hexdigest() != digest:
-                errors.append("download: sha256 mismatch")
+        await gate.wait()
+        async with room:
+            conn = aiohttp.TCPConnector(limit=1, ssl=ctx)
+            hdr = {"X-Exosite-CIK": cik}
+            async with aiohttp.ClientSession(connector=conn, timeout=timeout, headers=hdr) as s:
+                h = hashlib.sha256()
+                try:
+                    for off in range(0, size, CHUNK):
+                        last = min(size, off + CHUNK) - 1
+                        rng = {"Range": f"bytes={off}-{last}"}
+                        async with s.get(f"{url}/provision/download?{q}", headers=rng) as r:
+                            body = await r.read()
+                            want = f"bytes {off}-{last}/{size}"
+                            if r.status != 206 or r.headers.get("Content-Range") != want:
+                                errors.append(f"download: {r.status}")
+                                return
+                            h.update(body)
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    errors.append(f"download: {type(exc).__name__}")
+                    return
+                if h.hexdigest() != digest:
+                    errors.append("download: sha256 mismatch")
 
     tasks = [asyncio.create_task(one(c)) for c in ciks]
     await asyncio.sleep(0.2)
@@ -102,53 +134,101 @@ async def _download_all(url, vendor, ciks, cid, size, digest, errors):
     return time.monotonic() - t0
 
 
-def run(devices=1000, downloads=200, size=1 << 20, log=print):
+def _front(instances, workers):
+    """-> (context manager, url, ca, alive())."""
+    if not instances:
+        srv = RealServer("--activation-limit", "0")
+        return srv, srv.url, None, srv.alive
+    from tools.harness.cluster import Cluster
+
+    extra = ("--activation-limit", "0")
+    c = Cluster(instances=instances, workers=workers, extra=extra)
+    return c, c.url, c.ca, lambda: all(s.alive() for s in c.servers)
+
+
+def run(devices=1000, downloads=200, size=1 << 20, log=print, instances=0, sns=None,
+        concurrency=500, workers=1):  # fmt: skip
     """Returns a dict of figures; raises nothing for load errors (they are counted)."""
-    with RealServer() as srv:
-        vendor = srv.add_vendor("loadvendor")
-        fleet = Fleet(srv.url, vendor)
+    front, url, ca, alive = _front(instances, workers)
+    with front:
+        vendor = front.add_vendor("loadvendor")
+        fleet = Fleet(url, vendor)
+        if ca:
+            fleet.s.verify = ca
         fleet.model(MODEL)
-        sns = [f"dev{i:05d}" for i in range(devices)]
-        fleet.add_sns(MODEL, sns)
+        names = [f"dev{i:06d}" for i in range(max(sns or devices, devices))]
+        t_wl = asyncio.run(_whitelist(url, vendor, names, ca))
+        where = f"{instances} instance(s) behind nginx (TLS)" if instances else "one server"
+        log(f"load [{where}]: {len(names)} serial numbers whitelisted in one CSV request "
+            f"in {t_wl:.2f} s")  # fmt: skip
         data = image(size, seed=7)
         fleet.content(MODEL, "firmware-load", data, version=1)
         digest = hashlib.sha256(data).hexdigest()
-        asyncio.run(_enable_all(srv.url, vendor, sns))
+        chosen_sns = names[:devices]
+        asyncio.run(_enable_all(url, vendor, chosen_sns, ca))
         errors = []
-        ciks, t_act = asyncio.run(_activate_all(srv.url, vendor, sns, errors))
-        log(f"load: {len(ciks)}/{devices} devices activated at once in {t_act:.2f} s: "
+        ciks, t_act = asyncio.run(_activate_all(url, vendor, chosen_sns, errors, ca, concurrency))
+        log(f"load [{where}]: {len(ciks)}/{devices} devices activated at once in {t_act:.2f} s: "
             f"{len(ciks) / t_act:.0f} activations/s")  # fmt: skip
         chosen = list(ciks.values())[:downloads]
         t_dl = asyncio.run(
-            _download_all(srv.url, vendor, chosen, "firmware-load", size, digest, errors)
+            _download_all(
+                url, vendor, chosen, "firmware-load", size, digest, errors, ca, concurrency
+            )  # fmt: skip
         )
         mib = len(chosen) * size / (1 << 20)
-        log(f"load: {len(chosen)} devices downloaded {size >> 10} KiB each at once in "
-            f"{t_dl:.2f} s: {mib / t_dl:.1f} MiB/s")  # fmt: skip
-        alive = srv.alive()
+        log(f"load [{where}]: {len(chosen)} devices downloaded {size >> 10} KiB each at once "
+            f"in {t_dl:.2f} s: {mib / t_dl:.1f} MiB/s")  # fmt: skip
+        ok = alive()
     return {
+        "instances": instances,
+        "whitelisted": len(names),
         "activated": len(ciks),
         "activations_per_s": len(ciks) / t_act,
         "downloaded": len(chosen),
         "mib_per_s": mib / t_dl,
         "errors": errors,
-        "server_alive": alive,
+        "server_alive": ok,
     }
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="loadtest", description=__doc__.split("\n")[0])
-    ap.add_argument("--devices", type=int, default=1000)
-    ap.add_argument("--downloads", type=int, default=200)
+    ap.add_argument("--sns", type=int, default=100_000, help="whitelisted in one CSV request")
+    ap.add_argument("--devices", type=int, default=10_000)
+    ap.add_argument("--downloads", type=int, default=2_000)
     ap.add_argument("--size-kib", type=int, default=1024)
+    ap.add_argument("--instances", default="1,2,3", help="comma-separated; 0 = no nginx")
+    ap.add_argument("--workers", type=int, default=1, help="--workers of each instance")
+    ap.add_argument("--concurrency", type=int, default=500, help="connections open at once")
     args = ap.parse_args(argv)
-    res = run(args.devices, args.downloads, args.size_kib * 1024)
-    errs = res["errors"]
-    kinds = {}
-    for e in errs:
-        kinds[e] = kinds.get(e, 0) + 1
-    print(f"load: {len(errs)} errors" + (f" {kinds}" if errs else ""))
-    ok = not errs and res["server_alive"] and res["activated"] == args.devices
+    results = []
+    for n in [int(x) for x in args.instances.split(",")]:
+        results.append(
+            run(
+                args.devices,
+                args.downloads,
+                args.size_kib * 1024,
+                instances=n,
+                sns=args.sns,
+                concurrency=args.concurrency,
+                workers=args.workers,
+            )  # fmt: skip
+        )
+    ok = True
+    print(f"load: {args.sns} serial numbers whitelisted, {args.devices} devices activating, "
+          f"{args.downloads} downloading {args.size_kib} KiB in 64 KiB Ranges, "
+          f"{args.concurrency} connections at once:")  # fmt: skip
+    for res in results:
+        errs = res["errors"]
+        kinds = {}
+        for e in errs:
+            kinds[e] = kinds.get(e, 0) + 1
+        where = f"{res['instances']} instance(s)" if res["instances"] else "1 server, no nginx"
+        print(f"  {where:<20} {res['activations_per_s']:>7.0f} activations/s  "
+              f"{res['mib_per_s']:>7.1f} MiB/s  {len(errs)} errors"
+              + (f" {kinds}" if errs else ""))  # fmt: skip
+        ok = ok and not errs and res["server_alive"] and res["activated"] == args.devices
     return 0 if ok else 1
 
 

@@ -23,6 +23,7 @@ class Fleet:
         self.s.headers["X-Exosite-CIK"] = vendor["cik"]
 
     def _call(self, method, path, ok, **kw):
+        kw.setdefault("verify", self.s.verify)  # else REQUESTS_CA_BUNDLE overrides .verify
         r = self.s.request(method, self.url + path, timeout=120, **kw)
         if r.status_code not in ok:
             raise RuntimeError(f"{method} {path}: {r.status_code} {r.text[:200]}")
