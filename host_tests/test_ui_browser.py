@@ -5,6 +5,7 @@ is watched. Every page is saved as a screenshot under the test's temporary direc
 """
 
 import hashlib
+import json
 import os
 import time
 
@@ -161,8 +162,12 @@ def test_operator_session(server, tmp_path, browser_page):
     # dev-2 downloads through a proxy that stalls half-way: 1 downloading
     proxy = StallProxy(server.host, server.port, budget=len(FW) // 2)
     try:
-        stalled_cfg = tmp_path / "dev-2-proxy.json"  # dev-2's state (its CIK), via the proxy
-        stalled_cfg.write_text(cfg["dev-2"].read_text().replace(server.url, proxy.url))
+        # dev-2's own state (its CIK) through the proxy; no throughput floor and a long
+        # deadline, so that the stall lasts until released however slow this machine is
+        conf = json.loads(cfg["dev-2"].read_text())
+        conf.update(server=proxy.url, min_rate=0, timeout=120)
+        stalled_cfg = tmp_path / "dev-2-proxy.json"
+        stalled_cfg.write_text(json.dumps(conf))
         agent = start_agent("cpython", stalled_cfg)
         assert proxy.stalled.wait(30)
         deadline = time.monotonic() + 30
