@@ -228,7 +228,9 @@ async def _serve(args, store, tls=None, sock=None, ready=None):
         if sock is not None:
             site = web.SockSite(runner, sock, ssl_context=tls)
         else:
-            site = web.TCPSite(runner, args.host, args.port, reuse_address=True, ssl_context=tls)
+            site = web.TCPSite(
+                runner, args.host, args.port, reuse_address=True, ssl_context=tls, backlog=1024
+            )
         await site.start()
         if ready is not None:
             ready()
