@@ -146,16 +146,24 @@ class Metrics:
 
         for c in (self.activations, self.limited):
             c.labels(self.pid)  # present (at 0) from the start
+        self._kids = {}  # (procedure, status) -> label children; both sets are bounded
 
     def observe(self, request, response, seconds):
         """One answered request (the access logger calls this)."""
         name = procedure(request)
         status = str(response.status)
-        self.requests.labels(self.pid, name, status).inc()
-        self.latency.labels(self.pid, name).observe(max(seconds, 0.0))
+        kids = self._kids.get((name, status))
+        if kids is None:  # labels() is the costly part: its children kept per (name, status)
+            kids = self._kids[(name, status)] = (
+                self.requests.labels(self.pid, name, status),
+                self.latency.labels(self.pid, name),
+                self.bytes.labels(self.pid, name),
+            )
+        kids[0].inc()
+        kids[1].observe(max(seconds, 0.0))
         sent = getattr(response, "body_length", 0) or 0
         if sent:
-            self.bytes.labels(self.pid, name).inc(sent)
+            kids[2].inc(sent)
         if name == "activate":
             if status == "200":
                 self.activations.labels(self.pid).inc()
