@@ -95,7 +95,9 @@ def test_https_untrusted_certificate_refused(tls_server, certs, tmp_path, interp
     assert st["cik"] is None and st["state"] == "unprov"  # nothing was sent
 
 
-def test_fleet_client_checks_the_certificate(tls_server, certs):
+def test_fleet_client_checks_the_certificate(tls_server, certs, monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", certs["other_ca"])  # the "system store" of this test
+    assert Client(tls_server.url)._session.verify == certs["other_ca"]
     v = tls_server.add_vendor()
     with Client(tls_server.url, cik=v["cik"], ca_file=certs["ca"]) as c:
         c.request("GET", "/provision/manage/model/", (200, 204))

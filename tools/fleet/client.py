@@ -164,7 +164,7 @@ class Client:
         self._session = requests.Session()
         # https: the server's certificate is checked against `ca_file` (PEM) when given,
         # else against the system's CA store
-        self._session.verify = ca_file or True
+        self._session.verify = ca_file or system_cas()
         self._own_session = True
         self._session.headers["User-Agent"] = "exoprov-fleet/0.1"
         if cik:
@@ -770,6 +770,18 @@ def _unlink(path):
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def system_cas():
+    """The system's CA store as OpenSSL finds it (SSL_CERT_FILE / SSL_CERT_DIR honoured), or
+    True (requests' own bundle) on a system without one."""
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    for path in (paths.cafile, paths.capath):
+        if path and os.path.exists(path):
+            return path
+    return True
 
 
 def _net_reason(exc, server):
