@@ -8,6 +8,7 @@ import os
 import pytest
 from exoprov.fleet import cli, errors
 from exoprov.fleet.client import Body, _content_info, _content_range, form, format_meta, parse_meta
+from exoprov.fleet.commands import common, sn
 from exoprov.fleet.output import Done, Progress, Table, emit, format_table
 
 
@@ -45,7 +46,7 @@ def test_meta_round_trip():
     ],
 )
 def test_parse_range(text, fmt, length, want):
-    rng = cli.parse_range(text, fmt, length)
+    rng = sn.parse_range(text, fmt, length)
     assert (rng["first"], rng["last"], rng.get("length")) == want
     assert rng["format"] == fmt
 
@@ -53,13 +54,13 @@ def test_parse_range(text, fmt, length, want):
 @pytest.mark.parametrize("text", ["12", "9-1", "a-b", "1-2-3-4"])
 def test_parse_range_rejects(text):
     with pytest.raises(cli.UsageError):
-        cli.parse_range(text, "base10")
+        sn.parse_range(text, "base10")
 
 
 def test_read_csv_skips_header_comments_blanks_and_keeps_commas_in_last_field(tmp_path):
     f = tmp_path / "sns.csv"
     f.write_text("sn,extra\n# line 3 of the factory\n\n00000001,batch 7\n00000002\n00000003,a,b\n")
-    assert cli.read_csv(str(f), 2) == [
+    assert common.read_csv(str(f), 2) == [
         ["00000001", "batch 7"],
         ["00000002", ""],
         ["00000003", "a,b"],
@@ -68,7 +69,7 @@ def test_read_csv_skips_header_comments_blanks_and_keeps_commas_in_last_field(tm
 
 def test_batches_stay_under_the_body_cap():
     items = [f"{i:08d}" for i in range(20000)]
-    out = list(cli.batches(items, lambda s: len(s) + 1))
+    out = list(common.batches(items, lambda s: len(s) + 1))
     assert sum(len(b) for b in out) == 20000
     assert all(sum(len(s) + 1 for s in b) <= 48 * 1024 for b in out)
     assert len(out) > 1
