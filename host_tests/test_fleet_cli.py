@@ -12,6 +12,8 @@ from conftest import exoprov
 from exoprov.fleet.client import Client, parse_meta
 
 _n = itertools.count(1)
+# what devices told the server (test_fleet_status_cli.py checks the values)
+STATUS_TOLD = ["VERSION", "LAST_SEEN", "STATE", "ERROR"]
 
 
 @pytest.fixture
@@ -99,7 +101,7 @@ def test_readme_factory_line(fleet, client, vendor, tmp_path):
 
     r = fleet("sn", "status", model)
     head, rows = _table(r.stdout)
-    assert head == ["SN", "STATUS", "RID", "LAST_ACTIVATION", "RESULT"]
+    assert head == ["SN", "STATUS", "RID", "LAST_ACTIVATION", "RESULT", *STATUS_TOLD]
     by_sn = {row[0]: row for row in rows}
     assert by_sn["00001000"][1] == "activated" and by_sn["00001000"][4] == "activated"
     assert by_sn["00001000"][3].endswith("Z")
@@ -109,7 +111,9 @@ def test_readme_factory_line(fleet, client, vendor, tmp_path):
     r = fleet("sn", "status", model, "--csv")
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
     assert {row["sn"]: row["status"] for row in rows}["00001000"] == "activated"
-    assert set(rows[0]) == {"sn", "status", "rid", "last_activation", "result"}
+    assert set(rows[0]) == {"sn", "status", "rid", "last_activation", "result"} | {
+        h.lower() for h in STATUS_TOLD
+    }
     r = fleet("sn", "status", model, "--json")
     assert {o["sn"] for o in json.loads(r.stdout)} == {
         "00001000",

@@ -176,6 +176,8 @@ def sn_remap(c, a):
 
 
 def sn_status(c, a):
+    # What the devices told the server (exoprov extension; a server without it: blanks).
+    told = step("read the fleet status", c.sn_statuses, a.model, a.shared_by) or {}
     rows = []
     for e in c.sn_all(a.model, a.shared_by, status=True):
         when = event = ""
@@ -184,8 +186,14 @@ def sn_status(c, a):
             if log:
                 last = max(log, key=lambda x: x.timestamp if isinstance(x.timestamp, int) else 0)
                 when, event = _when(last.timestamp), last.entry
-        rows.append([e.sn, e.status or "-", e.rid, when, event])
-    return Table(["sn", "status", "rid", "last_activation", "result"], rows)
+        d = told.get(e.sn) or {}
+        seen = _when(d["last_seen"]) if d.get("last_seen") is not None else ""
+        rows.append(
+            [e.sn, e.status or "-", e.rid, when, event]
+            + [d.get("version"), seen, d.get("state"), d.get("error")]
+        )
+    columns = ["sn", "status", "rid", "last_activation", "result"]
+    return Table(columns + ["version", "last_seen", "state", "error"], rows)
 
 
 def _when(ts):
@@ -242,7 +250,8 @@ def register(f):
         "status",
         sn_status,
         "read the status of model {model}",
-        "every serial number with its status and last activation",
+        "every serial number with its status, last activation, and what its device last "
+        "told: version, last seen, state, last error",
         listing=True,
     )
     p.add_argument("model")
