@@ -2,5 +2,5 @@
 
 Modules: cli (commands), app (routes, middleware), one module per API area (device, models,
 content, groups, vendor, onep), auth (who is calling), db (all SQL), blobs (content files),
-byteranges (Range/If-Range), ranges (serial-number ranges), ratelimit, util (parsing).
+byteranges (HTTP Range/If-Range), snranges (serial-number ranges), ratelimit, util (parsing).
 """
