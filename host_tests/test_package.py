@@ -145,6 +145,14 @@ def test_installed_demo_runs_end_to_end(venv):
     assert "Done: activated, firmware applied and confirmed" in r.stdout, r.stdout[-2000:]
 
 
+def test_installed_build_compiles_the_agent_and_boards(venv, tmp_path):
+    """`exoprov build` finds agent/ and boards/ inside the installed package (its ROOT)."""
+    r = _exoprov(venv, "build", "--out", tmp_path / "mpy")
+    for mpy in ("agent/main.mpy", "agent/fsm.mpy", "boards/esp32.mpy", "boards/rp2.mpy"):
+        assert (tmp_path / "mpy" / mpy).stat().st_size > 0, mpy
+    assert "total esp32" in r.stdout
+
+
 class _Server:
     """`exoprov server` of the installed package on a free loopback port."""
 
