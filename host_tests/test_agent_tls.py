@@ -1,7 +1,7 @@
 """HTTPS served by `exoprov server --tls-cert --tls-key` itself: the agent (CPython with a CA
 file or the system CAs; MicroPython with ca_file and CERT_REQUIRED) runs its whole flow
 against it, and refuses it when the certificate does not chain to the CA it trusts; the fleet
-client checks the certificate the same way. The CA is made at test time (agentkit.make_certs)."""
+client checks the certificate the same way. The CA is made at test time."""
 
 import hashlib
 import json
@@ -9,15 +9,21 @@ import os
 
 import pytest
 import requests
-from agentkit import INTERPS, agent_config, make_certs, run_agent
+from agentkit import INTERPS, agent_config, run_agent
 from conftest import Server
 from exoprov.fleet.client import Client
 from exoprov.fleet.errors import ProvisionError
 
+from tools.harness.cluster import make_certs
+
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("certs"))
+    """A CA and a certificate for 127.0.0.1 (EC P-256, cryptography), and another CA."""
+    d = tmp_path_factory.mktemp("certs")
+    certs = make_certs(d / "a")
+    certs["other_ca"] = make_certs(d / "b")["ca"]
+    return certs
 
 
 @pytest.fixture(scope="module")
