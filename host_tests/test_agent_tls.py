@@ -112,3 +112,24 @@ def test_fleet_client_checks_the_certificate(tls_server, certs, monkeypatch):
             with pytest.raises(ProvisionError) as exc:
                 c.request("GET", "/provision/manage/model/", (200, 204))
         assert "TLS" in str(exc.value) and v["cik"] not in str(exc.value)
+
+
+def test_fleet_command_with_ca_file(tls_server, certs, tmp_path):
+    from conftest import exoprov
+
+    v = tls_server.add_vendor()
+    env = {k: x for k, x in os.environ.items() if not k.startswith("EXOPROV_")}
+    env.update(HOME=str(tmp_path), EXOPROV_SERVER=tls_server.url, EXOPROV_CIK=v["cik"])
+    r = exoprov(
+        "fleet", "model", "create", "tlsm", "--code", "t", "--ca-file", certs["ca"], env=env
+    )
+    assert r.returncode == 0, r.stderr
+    env["EXOPROV_CA_FILE"] = certs["ca"]
+    r = exoprov("fleet", "model", "list", env=env)
+    assert r.returncode == 0 and "tlsm" in r.stdout, r.stderr
+    env["EXOPROV_CA_FILE"] = certs["other_ca"]
+    r = exoprov("fleet", "model", "list", env=env, check=False)
+    assert r.returncode == 1 and "TLS" in r.stderr and v["cik"] not in r.stderr
+    del env["EXOPROV_CA_FILE"]  # the system store: our test CA is not in it
+    r = exoprov("fleet", "model", "list", env=env, check=False)
+    assert r.returncode == 1 and "TLS" in r.stderr

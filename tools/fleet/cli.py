@@ -55,7 +55,8 @@ def load_config(path):
 
 
 def settings(a, env=None):
-    """server, cik, token, owner from flags, then environment, then the config file."""
+    """server, cik, token, owner, ca_file from flags, then environment, then the config
+    file."""
     env = os.environ if env is None else env
     path = a.config or env.get("EXOPROV_CONFIG")
     cfg = {}
@@ -74,6 +75,7 @@ def settings(a, env=None):
         "cik": pick(a.cik, "EXOPROV_CIK", "cik"),
         "token": pick(a.token, "EXOPROV_TOKEN", "token"),
         "owner": pick(getattr(a, "owner", None), "EXOPROV_OWNER", "owner"),
+        "ca_file": pick(getattr(a, "ca_file", None), "EXOPROV_CA_FILE", "ca_file"),
     }
     if not out["cik"] and not out["token"]:
         raise UsageError(
@@ -94,6 +96,12 @@ def _common():
     g.add_argument("--cik", default=s, help="vendor CIK (EXOPROV_CIK)")
     g.add_argument("--token", default=s, help="vendor token (EXOPROV_TOKEN)")
     g.add_argument("--config", default=s, help=f"config file, mode 0600 ({CONFIG_DEFAULT})")
+    g.add_argument(
+        "--ca-file",
+        default=s,
+        help="CA certificates (PEM) to check an https server against (EXOPROV_CA_FILE; "
+        "default: the system's CA store)",
+    )
     g.add_argument(
         "--vendor",
         dest="as_vendor",
@@ -159,7 +167,7 @@ def main(argv=None, env=None):
         parser.print_help(sys.stderr)
         sys.stderr.write("exoprov: fleet: a command family is needed\n")
         return 2
-    for key in ("server", "cik", "token", "config", "as_vendor"):
+    for key in ("server", "cik", "token", "config", "as_vendor", "ca_file"):
         setattr(a, key, getattr(a, key, None))
     fmt = getattr(a, "fmt", "table")
     what = a.what.format(**vars(a))
@@ -170,7 +178,13 @@ def main(argv=None, env=None):
         return 2
     if hasattr(a, "owner"):
         a.owner = conf["owner"]
-    client = Client(conf["server"], cik=conf["cik"], token=conf["token"], vendor=a.as_vendor)
+    client = Client(
+        conf["server"],
+        cik=conf["cik"],
+        token=conf["token"],
+        vendor=a.as_vendor,
+        ca_file=conf["ca_file"],
+    )
     try:
         emit(a.func(client, a), fmt)
     except UsageError as exc:
