@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -108,8 +109,12 @@ def test_wheel_holds_one_import_package_without_harnesses(dist):
 
 def test_sdist_builds_the_same_wheel_as_the_tree(dist, tmp_path):
     """A wheel built straight from the tree holds exactly the files of the one built from the
-    sdist: nothing the package needs is missing from the sdist."""
-    _run([sys.executable, "-m", "build", "--wheel", "--outdir", tmp_path, ROOT], cwd=tmp_path)
+    sdist: nothing the package needs is missing from the sdist. (Built from a copy: setuptools
+    would leave build/ in the checkout, and a stale build/lib there ends up in wheels.)"""
+    tree = tmp_path / "tree"
+    junk = (".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", "node_modules")
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(*junk), symlinks=True)
+    _run([sys.executable, "-m", "build", "--wheel", "--outdir", tmp_path, tree], cwd=tmp_path)
     (direct,) = tmp_path.glob("exoprov-*.whl")
     want = sorted(zipfile.ZipFile(direct).namelist())
     assert sorted(zipfile.ZipFile(dist["wheel"]).namelist()) == want
