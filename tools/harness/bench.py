@@ -453,10 +453,13 @@ def _static_nginx(b, nginx, static_dir, certs):
     return Nginx(d, site, http), http, https
 
 
-def bench_server(b, clients=50, secs=10):
+def bench_server(b, clients=50, secs=8, rounds=2):
     """Requests/s of 64 KiB Range requests on keep-alive connections (wrk, `clients`
     connections) for nginx serving the blob as a static file and for each exoprov
-    arrangement; then whole-blob throughput (curl) of exoprov against nginx."""
+    arrangement, all started at once and measured in turn, `rounds` times (the best of each
+    is kept: the machine is shared); then whole-blob throughput (curl) against nginx."""
+    from contextlib import ExitStack
+
     from tools.harness.cluster import Cluster, make_certs
     from tools.harness.launch import ServerProcess
 
@@ -471,33 +474,37 @@ def bench_server(b, clients=50, secs=10):
     static_dir.mkdir(exist_ok=True)
     os.link(path, static_dir / "image.bin")
     certs = make_certs(b.tmp / "certs")
-    rows = []
-
-    def run(label, url, headers=(), ca=None):
-        rps, errors = _wrk(wrk, url, lua, clients, secs, headers)
-        rows.append((label, rps, errors))
-        log(f"server: {label}: {rps:.0f} requests/s" + (f" ({errors} errors)" if errors else ""))
-        return rps
-
-    static, http, https = _static_nginx(b, nginx, static_dir, certs)
-    try:
-        base = run("nginx, static file (HTTP)", f"http://127.0.0.1:{http}/image.bin")
-        base_tls = run("nginx, static file (HTTPS)", f"https://127.0.0.1:{https}/image.bin")
+    off = ("--activation-limit", "0")
+    with ExitStack() as stack:
+        static, http, https = _static_nginx(b, nginx, static_dir, certs)
+        stack.callback(static.stop)
+        w2 = stack.enter_context(
+            ServerProcess("--workers", "2", *off, db=b.srv.db, workdir=b.tmp / "w2")
+        )
+        c1 = stack.enter_context(Cluster(instances=2, db=b.srv.db, extra=off))
+        c2 = stack.enter_context(Cluster(instances=2, workers=2, db=b.srv.db, extra=off))
+        rows = [
+            ("nginx, static file (HTTP)", f"http://127.0.0.1:{http}/image.bin", ()),
+            ("nginx, static file (HTTPS)", f"https://127.0.0.1:{https}/image.bin", ()),
+            ("exoprov server (1 process, HTTP)", b.srv.url + q, hdr),
+            ("exoprov server --workers 2 (HTTP)", w2.url + q, hdr),
+            ("nginx (TLS) + 2 exoprov instances: the deploy/nginx recipe", c1.url + q, hdr),
+            ("nginx (TLS) + 2 instances x --workers 2", c2.url + q, hdr),
+        ]
+        best = {label: (0.0, 0) for label, _u, _h in rows}
+        for i in range(rounds):
+            for label, url, headers in rows:
+                rps, errors = _wrk(wrk, url, lua, clients, secs, headers)
+                log(f"server: round {i + 1}: {label}: {rps:.0f} requests/s"
+                    + (f" ({errors} errors)" if errors else ""))  # fmt: skip
+                best[label] = max(best[label], (rps, errors))
         theirs, t_theirs = _fetch_all([(f"http://127.0.0.1:{http}/image.bin", {})], clients)
-    finally:
-        static.stop()
-    run("exoprov server (1 process, HTTP)", b.srv.url + q, hdr)
-    with ServerProcess("--workers", "2", "--activation-limit", "0", db=b.srv.db,
-                       workdir=b.tmp / "w2") as w2:  # fmt: skip
-        run("exoprov server --workers 2 (HTTP)", w2.url + q, hdr)
-    with Cluster(instances=2, db=b.srv.db, extra=("--activation-limit", "0")) as c:
-        run("nginx (TLS) + 2 exoprov instances: the deploy/nginx recipe", c.url + q, hdr)
-    with Cluster(instances=2, workers=2, db=b.srv.db, extra=("--activation-limit", "0")) as c:
-        run("nginx (TLS) + 2 instances x --workers 2", c.url + q, hdr)
+    base, base_tls = best[rows[0][0]][0], best[rows[1][0]][0]
     log(f"server: {clients} keep-alive connections, 64 KiB Range requests of one "
-        f"{b.size // MIB} MiB blob, wrk -t1, {secs} s each; ratio to nginx static over the "
-        "same transport:")  # fmt: skip
-    for label, rps, errors in rows:
+        f"{b.size // MIB} MiB blob, wrk -t1, {secs} s each, best of {rounds}; ratio to nginx "
+        "static over the same transport:")  # fmt: skip
+    for label, _u, _h in rows:
+        rps, errors = best[label]
         ref = base_tls if "TLS" in label or "HTTPS" in label else base
         log(f"  {label:<60} {rps:>8.0f} req/s  {rps / ref:5.2f}x" + (f"  {errors} errors"
             if errors else ""))  # fmt: skip
