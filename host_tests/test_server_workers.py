@@ -131,3 +131,26 @@ def test_shared_limiter_window(tmp_path):
     assert SharedLimiter(tmp_path / "y.db", 0, lambda: now[0]).retry_after("x") == 0
     a.close()
     b.close()
+
+
+def test_simultaneous_activations_of_one_sn_release_the_cik_once(make_server):
+    srv = make_server("--workers", "2", "--activation-limit", "0")
+    v = srv.add_vendor()
+    with srv.session(cik=v["cik"]) as s:
+        model = new_model(s)
+        add_sn(s, model, "once")
+        enable(s, model, "once", v["rid"])
+    form = {"vendor": v["vendor"], "model": model, "sn": "once"}
+
+    def attempt(_):
+        with srv.session() as s:
+            r = s.post("/provision/activate", data=form)
+            return r.status_code, r.text
+
+    with ThreadPoolExecutor(25) as pool:
+        answers = list(pool.map(attempt, range(50)))
+    assert sorted({st for st, _t in answers}) == [200, 409]
+    assert len([t for st, t in answers if st == 200]) == 1
+    with srv.session(cik=v["cik"]) as s:
+        log = s.get(f"/provision/manage/model/{model}/once", params={"show": "log"}).text
+    assert log.count(",activated") == 1

@@ -54,8 +54,15 @@ async def _activate(srv, form, conn, request=None):
         await _refuse(srv, model[0], sn, conn, why)
     cik = client[5]
     async with store.tx():
-        await store.release_cik(client[0])
-        await store.log_activation(model[0], sn, srv.now(), conn, "activated")
+        # checked again inside the write transaction: another worker or instance on the
+        # same database may have released this CIK since the read above
+        fresh = await store.client(client[0])
+        released = fresh is not None and fresh[3] == "notactivated" and fresh[5] == cik
+        if released:
+            await store.release_cik(client[0])
+            await store.log_activation(model[0], sn, srv.now(), conn, "activated")
+    if not released:
+        await _refuse(srv, model[0], sn, conn, "already activated")
     log.info("activate %s: client %s activated", conn, client[0][:8])
     return text(cik)
 
