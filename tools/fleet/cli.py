@@ -5,7 +5,7 @@ Every error ends in one line `exoprov: <what failed>: <status> <reason>` on stde
 0600 config file, and never printed.
 
 The commands live in `commands/`, one module per family (model, sn, content, group, share,
-token, vendor); this module holds what they share: the root parser and its common options,
+token, vendor, key); this module holds what they share: the root parser and its common options,
 credentials and settings, and how a result or an error reaches the terminal.
 """
 
@@ -171,6 +171,16 @@ def main(argv=None, env=None):
         setattr(a, key, getattr(a, key, None))
     fmt = getattr(a, "fmt", "table")
     what = a.what.format(**vars(a))
+    if getattr(a, "offline", False):  # `key generate`: no server, no credentials
+        try:
+            emit(a.func(None, a), fmt)
+        except UsageError as exc:
+            sys.stderr.write(f"exoprov: {exc}\n")
+            return 2
+        except OSError as exc:
+            _fail(what, None, f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+            return 1
+        return 0
     try:
         conf = settings(a, env)
     except UsageError as exc:

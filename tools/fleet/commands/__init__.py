@@ -6,7 +6,7 @@ an output.Table or output.Done, or raises common.UsageError / common.StepError. 
 order `exoprov fleet --help` lists them in.
 """
 
-from . import content, group, model, share, sn, token, vendor
+from . import content, group, key, model, share, sn, token, vendor
 
 FAMILIES = {
     "model": model,
@@ -16,4 +16,5 @@ FAMILIES = {
     "share": share,
     "token": token,
     "vendor": vendor,
+    "key": key,
 }

@@ -6,7 +6,7 @@ import sys
 from ..client import PAGE_MAX, format_meta, parse_meta, sha256_file
 from ..errors import NotFound
 from ..output import Done, Progress, Table
-from .common import all_pages, paging, step
+from .common import UsageError, all_pages, paging, step
 
 HELP = "content: list, create, upload, download, info, groups, delete"
 
@@ -38,17 +38,38 @@ def content_delete(c, a):
     return Done(f"deleted content {a.id} of model {a.model}", model=a.model, id=a.id)
 
 
+def _signer(a):
+    """(name, private key) of --sign, checked before anything reaches the server."""
+    if not a.sign:
+        return None
+    from ..signing import SigningError, load
+
+    try:
+        return load(a.sign)
+    except SigningError as e:
+        raise UsageError(e.args[0]) from None
+
+
 def content_upload(c, a, progress_out=None):
+    signer = _signer(a)
     size = os.path.getsize(a.file)
     digest = sha256_file(a.file)
+    signed = {"rollback": "1"} if a.rollback else {}
+    if signer:
+        from ..signing import SigningError, sign
+
+        try:
+            signed = sign(*signer, a.model, a.id, a.version, size, digest, a.rollback)
+        except SigningError as e:
+            raise UsageError(e.args[0]) from None
     try:
         info = c.content_info(a.model, a.id)
     except NotFound:
         info = None
     meta = parse_meta(info.meta) if info else {}
-    meta.pop("sha256", None)
-    meta.pop("version", None)
-    new = {"sha256": digest, **({"version": a.version} if a.version else {}), **meta}
+    for k in ("sha256", "version", "sig", "key", "rollback"):  # they describe the old file
+        meta.pop(k, None)
+    new = {"sha256": digest, **({"version": a.version} if a.version else {}), **signed, **meta}
     protected = bool(a.protected or (info and info.protected))
     if info is None:
         step(
@@ -75,6 +96,8 @@ def content_upload(c, a, progress_out=None):
         )
     bar(size, size)
     extra = f", version {a.version}" if a.version else ""
+    extra += f", signed with {signed['key']}" if signer else ""
+    extra += ", rollback allowed" if a.rollback else ""
     return Done(
         f"uploaded {a.file} to content {a.id} of model {a.model} ({size} bytes"
         f"{extra}, sha256 {digest})",
@@ -83,6 +106,7 @@ def content_upload(c, a, progress_out=None):
         size=size,
         sha256=digest,
         version=a.version or "",
+        key=signed.get("key", ""),
     )
 
 
@@ -195,6 +219,18 @@ def register(f):
     p.add_argument("--version")
     p.add_argument("--protected", action="store_true")
     p.add_argument("--type", default="application/octet-stream", help="content type")
+    p.add_argument(
+        "--sign",
+        metavar="KEYFILE",
+        help="sign model, id, version, size and sha256 with this key (`key generate`): "
+        "sig=...&key=... in the meta, for agents with pubkeys",
+    )
+    p.add_argument(
+        "--rollback",
+        action="store_true",
+        help="rollback=1 in the meta (signed with --sign): agents may install it over a "
+        "newer version",
+    )
     _progress_opts(p)
     p = f.command(
         "download",
