@@ -51,3 +51,4 @@ load: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tools.harness.bench
+	$(BIN)/python -m tools.harness.sigbench --flow
