@@ -1,6 +1,7 @@
 """Network faults (tools/harness/faults/scenarios.py): every scenario on both interpreters ends
 in a typed error, a retry with backoff, and the server's exact content applied (a corrupt
-chunk: fetched again from zero; corrupt on every fetch: refused, nothing applied). `make faults` runs the same table and prints the summary."""
+chunk: fetched again from zero; corrupt on every fetch: refused, nothing applied).
+`make faults` runs the same table and prints the summary."""
 
 import pytest
 
