@@ -23,10 +23,11 @@ def exoprov(*args, check=True, **kw):
 
 
 class Server(ServerProcess):
-    """One `exoprov server` process on 127.0.0.1 with its own database in `tmp`."""
+    """One `exoprov server` process on 127.0.0.1 with its own database in `tmp` (SQLite), or
+    `db` (a postgresql:// URL)."""
 
-    def __init__(self, tmp: Path, *extra):
-        super().__init__(*extra, workdir=tmp)
+    def __init__(self, tmp: Path, *extra, db=None):
+        super().__init__(*extra, workdir=tmp, db=db)
         self.host = "127.0.0.1"
 
     def add_vendor(self, name=None):
@@ -57,21 +58,59 @@ class Client(requests.Session):
         return super().request(method, url, *a, **kw)
 
 
+def pytest_generate_tests(metafunc):
+    """The conformance suite (test_server_*.py) runs on both storage engines: every test there
+    that uses a server runs as [sqlite] and [postgres]."""
+    if metafunc.module.__name__.startswith("test_server_") and "backend" in (
+        metafunc.fixturenames
+    ):
+        metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
+def backend(request):
+    """The storage engine of the `server` and `make_server` fixtures: "sqlite" unless the
+    test is parametrized (pytest_generate_tests)."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """One embedded PostgreSQL cluster for the whole run (host_tests/pgkit.py)."""
+    from pgkit import EmbeddedPostgres
+
+    cluster = EmbeddedPostgres()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def pg_url(pg):
+    """The URL of a fresh, empty PostgreSQL database (its own per test)."""
+    return pg.new_database()
+
+
+def _db(backend, request):
+    return request.getfixturevalue("pg").new_database() if backend == "postgres" else None
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, backend, request):
     """A server shared by the whole run: 24 h window, activation rate limit lifted."""
-    srv = Server(tmp_path_factory.mktemp("server"), "--activation-limit", "0")
+    srv = Server(
+        tmp_path_factory.mktemp("server"), "--activation-limit", "0", db=_db(backend, request)
+    )
     yield srv
     srv.stop()
 
 
 @pytest.fixture
-def make_server(tmp_path_factory):
+def make_server(tmp_path_factory, backend, request):
     """Factory for a private server with its own options (short window, rate limit...)."""
     started = []
 
     def make(*extra):
-        srv = Server(tmp_path_factory.mktemp("srv"), *extra)
+        srv = Server(tmp_path_factory.mktemp("srv"), *extra, db=_db(backend, request))
         started.append(srv)
         return srv
 

@@ -8,7 +8,8 @@ import os
 import signal
 import sys
 
-from .db import Duplicate, Store
+from . import storage
+from .db import Duplicate
 from .util import ApiError, check_name
 
 DEFAULT_MAX_CONTENT = 64 * 1024 * 1024
@@ -20,7 +21,13 @@ class CliError(Exception):
 
 def _server_args(argv):
     p = argparse.ArgumentParser(prog="exoprov server", description="Provision API server")
-    p.add_argument("--db", required=True, help="SQLite database file (created if missing)")
+    p.add_argument(
+        "--db",
+        default=storage.default_db(),
+        required=storage.default_db() is None,
+        help="SQLite database file (created if missing), or postgresql://user@host/dbname "
+        "(default: $EXOPROV_DB)",
+    )
     p.add_argument("--blobs", help="content directory (default: <db>.blobs)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080, help="0 picks a free port")
@@ -119,7 +126,7 @@ def server_main(argv):
     try:
         store = _open_store(args)
     except Exception as exc:  # sqlite3.Error, OSError: say what, no traceback
-        sys.stderr.write(f"exoprov server: cannot open {args.db}: {exc}\n")
+        sys.stderr.write(f"exoprov server: cannot open {storage.describe(args.db)}: {exc}\n")
         return 1
     if args.workers > 1:
         try:
@@ -150,27 +157,25 @@ def _fast_loop():
 
 
 def _open_store(args):
-    return Store(args.db)
+    return storage.make_store(args.db)
 
 
-def _limiter(args):
-    """Failed activations per address, counted in the database file: shared by the workers
-    and by instances on the same file."""
-    import time
-
-    from .ratelimit import SharedLimiter
-
-    return SharedLimiter(args.db, args.activation_limit, time.time)
+def _limiter(args, store):
+    """Failed activations per address, counted in the database: shared by the workers
+    and by instances on the same database."""
+    return storage.make_limiter(args.db, store, args.activation_limit)
 
 
-def _blobs(args):
-    from .blobs import Blobs
-
-    return Blobs(args.blobs or (str(args.db) + ".blobs"))
+def _blobs(args, store):
+    return storage.make_blobs(args.db, store, args.blobs)
 
 
 async def _sweep(args, store):
-    _blobs(args).sweep(await store.all_blobs())
+    await storage.start(store)
+    try:
+        await storage.sweep(_blobs(args, store), store)
+    finally:
+        await storage.stop(store)
 
 
 def _tls_context(args):
@@ -214,11 +219,12 @@ async def _serve(args, store, tls=None, sock=None, ready=None):
     from .app import AccessLogger, make_app
     from .state import Server
 
-    blobs = _blobs(args)
+    await storage.start(store)
+    blobs = _blobs(args, store)
     if sock is None:  # with workers the supervisor sweeps once, before they start
-        blobs.sweep(await store.all_blobs())
+        await storage.sweep(blobs, store)
     loop = asyncio.get_running_loop()
-    limiter = _limiter(args)
+    limiter = _limiter(args, store)
     server = Server(
         store,
         blobs,
@@ -258,6 +264,7 @@ async def _serve(args, store, tls=None, sock=None, ready=None):
         logging.getLogger("exoprov.server").info("stopping")
     finally:
         await runner.cleanup()
+        await storage.stop(store)
     return 0
 
 
@@ -281,13 +288,16 @@ def admin_main(argv):
 
 
 async def _admin(args):
-    if args.cmd == "list-vendors" and not os.path.exists(args.db):
-        sys.stderr.write(f"exoprov admin: no database at {args.db}\n")
+    if args.cmd == "list-vendors" and not (
+        storage.is_postgres(args.db) or os.path.exists(args.db)
+    ):
+        sys.stderr.write(f"exoprov admin: no database at {storage.describe(args.db)}\n")
         return 1
     try:
-        store = Store(args.db)
+        store = storage.make_store(args.db)
+        await storage.start(store)
     except Exception as exc:
-        sys.stderr.write(f"exoprov admin: cannot open {args.db}: {exc}\n")
+        sys.stderr.write(f"exoprov admin: cannot open {storage.describe(args.db)}: {exc}\n")
         return 1
     try:
         if args.cmd == "add-vendor":
@@ -301,6 +311,7 @@ async def _admin(args):
         sys.stderr.write(f"exoprov admin: {exc}\n")
         return 1
     finally:
+        await storage.stop(store)
         store.close()
 
 

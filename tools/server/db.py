@@ -253,8 +253,14 @@ class Store:
         )
 
     async def release_cik(self, rid):
-        """Activation: the device now holds its CIK, the server forgets the plaintext."""
-        self._run("UPDATE clients SET state = 'activated', secret = NULL WHERE rid = ?", rid)
+        """Activation: the device now holds its CIK, the server forgets the plaintext. True
+        for the one caller that released it."""
+        n = self._run(
+            "UPDATE clients SET state = 'activated', secret = NULL "
+            "WHERE rid = ? AND state = 'notactivated' AND secret IS NOT NULL",
+            rid,
+        )
+        return n == 1
 
     async def delete_client(self, rid):
         self._run("DELETE FROM clients WHERE rid = ?", rid)

@@ -1,9 +1,11 @@
 """Device procedures (spec -a.md): activate, download, and GET /ip."""
 
+import inspect
+
 from . import auth, content, fleetstatus
 from .snranges import any_contains
 from .state import SERVER, log, peer, reached
-from .util import ApiError, check_name, csv, one, query, read_form, text
+from .util import ApiError, check_name, csv, is_true, one, query, read_form, text
 
 _FAILED = (400, 403, 404, 409)
 
@@ -11,7 +13,7 @@ _FAILED = (400, 403, 404, 409)
 async def activate(request):
     srv = request.app[SERVER]
     address, conn = peer(request)
-    wait = srv.limiter.retry_after(address)
+    wait = await _maybe(srv.limiter.retry_after(address))
     if wait:
         raise ApiError(429, "too many failed activations", {"Retry-After": str(wait)})
     try:
@@ -19,8 +21,13 @@ async def activate(request):
         return await _activate(srv, form, conn, request)
     except ApiError as exc:
         if exc.status in _FAILED:
-            srv.limiter.failed(address)
+            await _maybe(srv.limiter.failed(address))
         raise
+
+
+async def _maybe(value):
+    """The limiter's answer: ratelimit.py's are plain values, PostgreSQL's (pgstore) awaited."""
+    return await value if inspect.isawaitable(value) else value
 
 
 async def _activate(srv, form, conn, request=None):
@@ -58,8 +65,9 @@ async def _activate(srv, form, conn, request=None):
         # same database may have released this CIK since the read above
         fresh = await store.client(client[0])
         released = fresh is not None and fresh[3] == "notactivated" and fresh[5] == cik
+        # PostgreSQL: the conditional UPDATE decides between instances (one winner)
+        released = released and await store.release_cik(client[0])
         if released:
-            await store.release_cik(client[0])
             await store.log_activation(model[0], sn, srv.now(), conn, "activated")
     if not released:
         await _refuse(srv, model[0], sn, conn, "already activated")
@@ -77,7 +85,7 @@ async def download(request):
     store = srv.store
     try:
         q = query(request, remember=True)
-        info = one(q, "info") == "true"
+        info = is_true(q, "info")  # info=maybe is a 400, never a blob download
     except ApiError:
         await auth.device(store, request)  # a credential problem is told first
         raise
