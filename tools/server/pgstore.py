@@ -540,7 +540,7 @@ class PgStore:
         return [json.loads(r[0]) for r in rows]
 
     async def range_count(self, model_id):
-        return await self._one("SELECT COUNT(*) FROM ranges WHERE model_id = ?", model_id)[0]
+        return (await self._one("SELECT COUNT(*) FROM ranges WHERE model_id = ?", model_id))[0]
 
     async def add_ranges(self, model_id, specs):
         async with self.tx():
@@ -653,8 +653,10 @@ class PgStore:
         )
         if row is None:
             return None
-        count = await self._one(
-            "SELECT COUNT(*) FROM members WHERE model_id = ? AND gid = ?", model_id, gid
+        count = (
+            await self._one(
+                "SELECT COUNT(*) FROM members WHERE model_id = ? AND gid = ?", model_id, gid
+            )
         )[0]
         return row[0], count
 
@@ -954,7 +956,7 @@ class PgStore:
         return await self._run("DELETE FROM ui_sessions WHERE id_hash = ?", id_hash)
 
     async def sn_count(self, model_id):
-        return await self._one("SELECT COUNT(*) FROM sns WHERE model_id = ?", model_id)[0]
+        return (await self._one("SELECT COUNT(*) FROM sns WHERE model_id = ?", model_id))[0]
 
     async def sn_page(self, model_id, page):
         """One page of a model's serial numbers in sn order, by keyset (`after` / `before` an
@@ -1108,10 +1110,11 @@ class PgBlobs:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             coro.close()
-            return
+            return None
         task = loop.create_task(coro, context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _delete(self, name):
         try:
@@ -1179,8 +1182,8 @@ class PgBlobs:
             )
             ok = True
         finally:
-            if not ok:
-                self.remove(name)
+            if not ok:  # gone before the answer (413, 408), even if the request is cancelled
+                await asyncio.shield(self._background(self._delete(name)))
         return name, size
 
     async def _put(self, name, idx, data):
