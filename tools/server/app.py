@@ -33,6 +33,7 @@ ROUTES = [
     ("DELETE", _M + "/group/{model}/{id}/", groups.delete_members),
     ("GET", _M + "/model/", models.list_models),
     ("POST", _M + "/model/", models.create_or_delete_model),
+    ("DELETE", _M + "/model/", models.delete_model_form),  # clients of the time (issue 12)
     ("GET", _M + "/model/{model}", models.model_info),
     ("PUT", _M + "/model/{model}", models.update_model),
     ("DELETE", _M + "/model/{model}", models.delete_model),

@@ -14,6 +14,7 @@ from .util import (
     done,
     is_true,
     one,
+    only,
     page,
     query,
     read_form,
@@ -119,6 +120,7 @@ async def list_or_sn(request):
     srv = request.app[SERVER]
     caller = await auth.vendor(srv.store, request)
     q = query(request)
+    only(q, "sn")
     try:
         model = await _model(request, caller)
     except ApiError as exc:
@@ -139,6 +141,7 @@ async def create_or_delete(request):
     caller = await auth.vendor(srv.store, request)
     model = await _model(request, caller)
     form = await read_form(request)
+    only(form, "id", "delete", "meta", "description", "protected")
     cid = check_name(one(form, "id"), "content id")
     if is_true(form, "delete"):
         await remove(srv, model, cid)
@@ -182,6 +185,7 @@ async def get_item(request):
     srv = request.app[SERVER]
     caller = await auth.vendor(srv.store, request)
     q = query(request)
+    only(q, "download", "sn", "show", "offset", "limit")
     try:
         model = await _model(request, caller)
     except ApiError as exc:

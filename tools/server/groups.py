@@ -15,6 +15,7 @@ from .util import (
     many,
     media_type,
     one,
+    only,
     page,
     parse_form,
     query,
@@ -48,7 +49,9 @@ def _member_line(type_, mid, expire, meta):
 
 async def list_groups(request):
     srv, model = await _ctx(request)
-    offset, limit = page(query(request))
+    q = query(request)
+    only(q, "offset", "limit")
+    offset, limit = page(q)
     rows = await srv.store.groups(model.id, offset, limit)
     return csv([f"{gid},{meta}" for gid, meta in rows], empty_status=204)
 
@@ -56,6 +59,7 @@ async def list_groups(request):
 async def create_or_delete(request):
     srv, model = await _ctx(request)
     form = parse_form(await read_body(request))
+    only(form, "id", "delete", "meta", "description")
     gid = check_name(one(form, "id"), "group id")
     if is_true(form, "delete"):
         if not await srv.store.delete_group(model.id, gid):
@@ -74,6 +78,7 @@ async def group_info(request):
     srv, model = await _ctx(request)
     gid, (meta, count) = await _group(srv, model, request.match_info["id"])
     q = query(request)
+    only(q, "show", "offset", "limit")
     show = one(q, "show")
     if show is None:
         return csv([f"{meta},{count}"])
@@ -95,6 +100,7 @@ async def list_members(request):
     srv, model = await _ctx(request)
     gid, _row = await _group(srv, model, request.match_info["id"])
     q = query(request)
+    only(q, "type", "id", "offset", "limit")
     type_, mid = one(q, "type"), one(q, "id")
     if type_ is not None:
         check_name(type_, "type")
@@ -129,6 +135,7 @@ async def post_members(request):
     if kind not in ("", "application/x-www-form-urlencoded"):
         raise ApiError(400, "unsupported Content-Type")
     form = parse_form(await read_body(request))
+    only(form, "type", "id", "id[]", "delete", "expire", "meta")
     type_ = check_name(one(form, "type"), "type")
     mids = [check_name(m, "member id") for m in many(form, "id")]
     if not mids or len(mids) > _MEMBERS_MAX:

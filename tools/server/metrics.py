@@ -44,6 +44,7 @@ PROCEDURES = {
     ("DELETE", _M + "/group/{model}/{id}/"): "group_members_delete",
     ("GET", _M + "/model/"): "model_list",
     ("POST", _M + "/model/"): "model_create_delete",
+    ("DELETE", _M + "/model/"): "model_delete",  # the body names the model (issue 12)
     ("GET", _M + "/model/{model}"): "model_info",
     ("PUT", _M + "/model/{model}"): "model_update",
     ("DELETE", _M + "/model/{model}"): "model_delete",

@@ -18,6 +18,7 @@ from .util import (
     many,
     media_type,
     one,
+    only,
     page,
     parse_form,
     query,
@@ -75,6 +76,7 @@ async def _template(srv, caller, form):
 async def list_models(request):
     srv, caller = await _no_share(request)
     q = query(request)
+    only(q, "show")
     show = one(q, "show")
     if show == "shared":
         return csv([f"{v},{m}" for v, m in await srv.store.shared_models(caller.name)])
@@ -86,9 +88,12 @@ async def list_models(request):
 async def create_or_delete_model(request):
     srv, caller = await _no_share(request)
     form = await read_form(request)
+    only(form, "model", "delete", "confirm", "rid", "code", "options", "options[]")
     name = check_name(one(form, "model"), "model")
     if is_true(form, "delete"):
-        return await _delete_model(srv, caller, name)
+        return await _delete_model(srv, caller, name, form)
+    if "confirm" in form:
+        raise ApiError(400, "confirm goes with delete=true")
     kind, template, options = await _template(srv, caller, form)
     try:
         await srv.store.add_model(caller.rid, name, kind, template, options)
@@ -98,7 +103,9 @@ async def create_or_delete_model(request):
     return done()
 
 
-async def _delete_model(srv, caller, name):
+async def _delete_model(srv, caller, name, form=None):
+    if form is not None and "confirm" in form and not is_true(form, "confirm"):
+        raise ApiError(400, "confirm is not true: model kept")
     row = await srv.store.model(caller.rid, name)
     if row is None:
         raise ApiError(404, "no such model")
@@ -126,8 +133,31 @@ async def update_model(request):
 
 
 async def delete_model(request):
+    """DELETE model/<model>; clients of the time (pyonep model_remove) also send the body
+    `delete=true&model=<model>&confirm=true`, with or without a form Content-Type."""
     srv, model = await _ctx(request)
-    return await _delete_model(srv, model.caller, model.name)
+    form = await _delete_form(request)
+    if one(form, "model") not in (None, model.name):
+        raise ApiError(400, "model in the body is not the model of the path")
+    return await _delete_model(srv, model.caller, model.name, form)
+
+
+async def delete_model_form(request):
+    """DELETE /provision/manage/model/ with `delete=true&model=<model>` in the body: the POST
+    form of model deletion sent with the DELETE method, as vendors' scripts did."""
+    srv, caller = await _no_share(request)
+    form = await _delete_form(request)
+    name = check_name(one(form, "model"), "model")
+    return await _delete_model(srv, caller, name, form)
+
+
+async def _delete_form(request):
+    """The optional form body of a DELETE: only delete (true), model and confirm."""
+    form = _form(await read_body(request), media_type(request))
+    only(form, "delete", "model", "confirm")
+    if "delete" in form and not is_true(form, "delete"):
+        raise ApiError(400, "delete is not true on a DELETE")
+    return form
 
 
 # -- /provision/manage/model/<model>/ -------------------------------------------------------
@@ -136,6 +166,7 @@ async def delete_model(request):
 async def list_sns(request):
     srv, model = await _ctx(request, shared_ok=True)
     q = query(request)
+    only(q, "show", "offset", "limit", "shared", "status")
     show = one(q, "show")
     if show is not None:
         if show != "ranges" or model.shared:
@@ -178,7 +209,7 @@ async def add_sns(request):
             pairs.append((sn, check_text(row[1] if len(row) > 1 else "", "extra")))
         return await _add_pairs(srv, model, pairs)
     form = _form(await read_body(request), kind)
-    if is_true(form, "delete"):
+    if _removing(form):
         sns = [check_name(s, "sn") for s in many(form, "sn")]
         if not sns:
             raise ApiError(400, "missing sn")
@@ -190,6 +221,20 @@ async def add_sns(request):
         raise ApiError(400, "missing sn")
     extra = check_text(one(form, "extra"), "extra")
     return await _add_pairs(srv, model, [(sn, extra) for sn in sns])
+
+
+def _removing(form):
+    """The procedure a form POST to <model>/ selects: True to remove its serial numbers
+    (`delete=true`, documented, or `remove=true`, pyonep's serialnumber_remove_batch), False
+    to add them (nothing, or `add=true` as pyonep and goonep send). A contradiction or an
+    unknown selector is a 400, never an add."""
+    only(form, "add", "delete", "remove", "sn", "sn[]", "extra")
+    delete, remove, add = (is_true(form, k) for k in ("delete", "remove", "add"))
+    if add and (delete or remove):
+        raise ApiError(400, "add=true conflicts with " + ("delete" if delete else "remove"))
+    if "add" in form and not add and not (delete or remove):
+        raise ApiError(400, "add is not true and no other procedure is named")
+    return delete or remove
 
 
 def _form(raw, kind):
@@ -271,6 +316,7 @@ def _share_guard(model, row):
 async def sn_get(request):
     srv, model = await _ctx(request, shared_ok=True)
     q = query(request)
+    only(q, "show", "offset", "limit")
     sn, row, listed = await _sn(srv, model, request.match_info["sn"])
     show = one(q, "show")
     if show == "log":
@@ -303,6 +349,7 @@ async def sn_get(request):
 async def sn_post(request):
     srv, model = await _ctx(request, shared_ok=True)
     form = await read_form(request)
+    only(form, "enable", "disable", "owner", "oldsn")
     sn = check_name(request.match_info["sn"], "sn")
     enable, disable = is_true(form, "enable"), is_true(form, "disable")
     if enable == disable:

@@ -130,14 +130,27 @@ def many(form, key):
 
 
 def is_true(form, key):
+    """A flag or action selector: `true` (any case) is true; absent, `false` (any case) or
+    empty is false; any other value is a 400 naming `key` (never silently false)."""
     value = one(form, key)
     if value is None:
         return False
-    if value == "true":
+    low = value.lower()
+    if low == "true":
         return True
-    if value == "false" or value == "":
+    if low == "false" or value == "":
         return False
     raise ApiError(400, f"{key} must be true or false")
+
+
+def only(form, *keys):
+    """400 naming the first parameter the procedure does not take: an action selector of
+    another procedure or dialect (`remove`, `regenerate`, `purge`...) must never be ignored,
+    or the request would silently become another procedure."""
+    for key in form:
+        if key not in keys:
+            shown = key if len(key) <= 40 and key.isprintable() else repr(key[:40])
+            raise ApiError(400, f"unknown parameter {shown}")
 
 
 def media_type(request):

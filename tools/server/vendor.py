@@ -5,7 +5,7 @@ import secrets
 from . import auth
 from .db import Duplicate
 from .state import SERVER, log
-from .util import ApiError, check_name, csv, done, is_true, one, read_form, text
+from .util import ApiError, check_name, csv, done, is_true, one, only, read_form, text
 
 
 async def _ctx(request):
@@ -33,6 +33,7 @@ async def list_shares(request):
 async def post_share(request):
     srv, caller, model = await _model(request)
     form = await read_form(request)
+    only(form, "vendor", "delete")
     name = check_name(one(form, "vendor"), "vendor")
     if is_true(form, "delete"):
         if not await srv.store.delete_share(model.id, name):
@@ -68,9 +69,24 @@ async def delete_share(request):
 # -- /provision/register ---------------------------------------------------------------------
 
 
+async def _register_client(srv, request):
+    """The client a /provision/register call speaks for: a CIK only (a vendor token is not a
+    client), sent in X-Exosite-CIK or, as pyonep's vendor_show and vendor_unregister put every
+    key (exosite-labs/pyonep, pyonep/provision.py), in X-Exosite-Token."""
+    if "X-Exosite-CIK" in request.headers or "X-Exosite-Token" not in request.headers:
+        return await auth.client(srv.store, request)
+    key = request.headers["X-Exosite-Token"]
+    if not key or len(key) > auth.CRED_MAX:
+        raise ApiError(401, "invalid credentials")
+    row = await srv.store.client_by_cik(key)
+    if row is None:
+        raise ApiError(401, "unknown credentials")
+    return row
+
+
 async def get_register(request):
     srv = request.app[SERVER]
-    client = await auth.client(srv.store, request)
+    client = await _register_client(srv, request)
     name = await srv.store.vendor_name_of(client[0])
     if name is None:
         raise ApiError(404, "no vendor name registered to this client")
@@ -79,8 +95,9 @@ async def get_register(request):
 
 async def post_register(request):
     srv = request.app[SERVER]
-    client = await auth.client(srv.store, request)
+    client = await _register_client(srv, request)
     form = await read_form(request)
+    only(form, "vendor", "delete")
     name = check_name(one(form, "vendor"), "vendor")
     if client[1] != "vendor":
         raise ApiError(403, "device clients cannot register vendor names")
@@ -110,6 +127,7 @@ async def list_tokens(request):
 async def post_token(request):
     srv, caller = await _ctx(request)
     form = await read_form(request)
+    only(form, "id", "delete")
     tid = check_name(one(form, "id"), "token id")
     if is_true(form, "delete"):
         if not await srv.store.delete_token(caller.rid, tid):
