@@ -161,7 +161,7 @@ def _count(status):
 
 
 class PgStore:
-    def __init__(self, url, min_size=1, max_size=10):
+    def __init__(self, url, min_size=0, max_size=10):
         self.url = url
         self.pool = None
         self._size = (min_size, max_size)
