@@ -22,7 +22,8 @@
   each), with ratios to nginx; then whole-blob throughput (50 curl clients) against nginx.
   nginx and wrk are installed with apt-get when missing (as root), else the step stops
   saying so;
-- rss: the server's RSS high-water mark (VmHWM) around a 256 MiB upload and download.
+- rss: the server's RSS high-water mark (VmHWM) around a 256 MiB upload and download, on
+  SQLite (blob files) and on PostgreSQL (blob chunk rows, an embedded cluster).
 """
 
 import argparse
@@ -108,12 +109,12 @@ def fmt_rate(nbytes, secs):
 
 
 class Bench:
-    def __init__(self, size):
+    def __init__(self, size, db=None):
         self.size = size
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-"))
         self.srv = RealServer(
             "--activation-limit", "0", "--max-content-bytes", str(300 * MIB),
-            workdir=self.tmp / "srv",
+            workdir=self.tmp / "srv", db=db,
         )  # fmt: skip
         self.vendor = self.srv.add_vendor("benchvendor")
         self.fleet = Fleet(self.srv.url, self.vendor)
@@ -530,12 +531,23 @@ def _hwm_kib(pid):
 def bench_rss(b0, size=256 * MIB):
     b = Bench(b0.size)  # a fresh server: its high-water mark is this transfer's alone
     try:
-        _rss(b, size)
+        _rss(b, size, "SQLite")
     finally:
         b.close()
+    from tools.harness.pgkit import EmbeddedPostgres  # blobs in PostgreSQL: chunk rows
+
+    pg = EmbeddedPostgres()
+    try:
+        b = Bench(b0.size, db=pg.new_database())
+        try:
+            _rss(b, size, "PostgreSQL")
+        finally:
+            b.close()
+    finally:
+        pg.close()
 
 
-def _rss(b, size):
+def _rss(b, size, engine):
     pid = b.srv.proc.pid
     start = _hwm_kib(pid)
     path, sha = b.set_image(size, "4")
@@ -549,7 +561,7 @@ def _rss(b, size):
             h.update(c)
     after_down = _hwm_kib(pid)
     same = "sha256 verified" if h.hexdigest() == sha else "SHA256 MISMATCH"
-    log(f"rss: server VmHWM (RSS high-water) {start / 1024:.1f} MiB at the start, "
+    log(f"rss ({engine}): server VmHWM (RSS high-water) {start / 1024:.1f} MiB at the start, "
         f"{after_up / 1024:.1f} MiB after a {size // MIB} MiB upload, "
         f"{after_down / 1024:.1f} MiB after its download ({same})")  # fmt: skip
     path.unlink()
