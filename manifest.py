@@ -8,15 +8,23 @@
 # or from a board manifest of your own, to freeze one board module only:
 #   include("/path/to/exoprov/manifest.py", board="esp32")
 #
-# The port's own manifest is included first so that its frozen modules stay. On an rp2 the
+# The unix port (`exoprov build --firmware unix`, which includes this file with board="unix"):
+#   include("/path/to/exoprov/manifest.py", board="unix")
+#
+# The port's own manifest is included first so that its frozen modules stay. On the unix port
+# (port="unix", implied by board="unix") only its asyncio: the variant's manifest.py wants
+# micropython-lib (mip, ssl), which a build without TLS does not use. On an rp2 the
 # frozen agent is the factory application: bundles installed by updates (boards/rp2.py) come
 # first on sys.path, and main.py (boards/rp2_boot.py) stays on the file system.
 # Versions are bumped by hand, together with package.json.
 
 metadata(description="exoprov device agent and board modules", version="0.1.0")
-options.defaults(board=None)
+options.defaults(board=None, port=None)
 
-include("$(PORT_DIR)/boards/manifest.py")
+if (options.port or ("unix" if options.board == "unix" else None)) == "unix":
+    include("$(MPY_DIR)/extmod/asyncio")
+else:
+    include("$(PORT_DIR)/boards/manifest.py")
 
 package("agent", base_path=".")
 package(

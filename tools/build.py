@@ -1,12 +1,19 @@
-"""`exoprov build`: compile agent/ and boards/ to .mpy with mpy-cross, report sizes per board.
+"""`exoprov build`: compile agent/ and boards/ to .mpy with mpy-cross, report sizes per board;
+or build a MicroPython unix-port binary with the agent frozen in.
 
     exoprov build [--out build] [--board esp32|rp2|unix|all] [--mpy-cross PATH]
+    exoprov build --firmware unix --micropython SRC [--bits 32|64] --board BOARD -o FILE
 
 Writes build/agent/*.mpy and build/boards/*.mpy (every module, so a compile error anywhere
 is caught), prints the size of each file and, per board, the total the board
 carries: the agent plus that board's module (plus the application entry on rp2). For rp2
 it also writes build/rp2-app.bundle, the application bundle (docs/bundle-format.md) to
 upload as content.
+
+With --firmware unix, SRC (a MicroPython source tree or a .tar.gz of one) gets its mpy-cross
+and unix port built in a temporary directory, with the project's manifest.py frozen in
+(the agent plus boards/BOARD.py), 32-bit with --bits 32 (the pointer size of ESP32 and RP2040;
+needs gcc -m32, Debian's gcc-multilib); the binary is copied to FILE.
 """
 
 import argparse
@@ -16,6 +23,9 @@ import shutil
 import struct
 import subprocess
 import sys
+import tarfile
+import tempfile
+import time
 from pathlib import Path
 
 from . import agent as _agent
@@ -153,6 +163,106 @@ def rp2_bundle(out, sizes):
     return make_bundle(files)
 
 
+# -- frozen firmware (MicroPython unix port) ----------------------------------------------
+
+
+def _mp_root(path):
+    """The MicroPython tree at path or one folder below it; None when there is none."""
+    path = Path(path)
+    for cand in [path, *sorted(p for p in path.iterdir() if p.is_dir())]:
+        if (cand / "py" / "mpconfig.h").is_file() and (cand / "ports" / "unix").is_dir():
+            return cand
+    return None
+
+
+def _run(cmd, cwd=None, env=None, what="make"):
+    try:
+        r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
+    except OSError as e:
+        raise BuildError(f"cannot run {cmd[0]}: {e.strerror}") from None
+    if r.returncode:
+        lines = [x for x in (r.stderr + r.stdout).strip().splitlines() if x.strip()]
+        errs = [x for x in lines if "error" in x.lower() and not x.startswith("make")]
+        raise BuildError(f"{what} failed: " + ((errs or lines or ["exit %d" % r.returncode])[-1]))
+    return r
+
+
+def _check_compiler(bits, tmp):
+    for tool in ("make", os.environ.get("CC", "gcc")):
+        if not shutil.which(tool):
+            raise BuildError(f"{tool} not found (a C compiler and make are needed: "
+                             "apt-get install build-essential)")  # fmt: skip
+    if bits == 32:
+        probe = Path(tmp) / "probe.c"
+        probe.write_text("#include <stdio.h>\nint main(void){return 0;}\n")
+        r = subprocess.run(
+            [os.environ.get("CC", "gcc"), "-m32", "-o", str(probe)[:-2], str(probe)],
+            capture_output=True,
+            text=True,
+        )
+        if r.returncode:
+            raise BuildError("a 32-bit build needs gcc -m32 (apt-get install gcc-multilib)")
+
+
+def build_firmware(port, src, bits, board, out, say=print):
+    """Build MicroPython's `port` (unix) from src (tree or tarball) with manifest.py frozen,
+    board module `board`; copy the binary to out. -> out as a Path."""
+    if port != "unix":
+        raise BuildError(f"--firmware {port}: only unix is built here (for esp32 and rp2, "
+                         "give manifest.py to the port's make: see README)")  # fmt: skip
+    if board not in BOARDS and not (ROOT / "boards" / f"{board}.py").is_file():
+        raise BuildError(f"no board module boards/{board}.py")
+    src = Path(src)
+    if not src.exists():
+        raise BuildError(f"{src}: no such file or directory")
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="exoprov-fw-") as tmp:
+        tmp = Path(tmp)
+        _check_compiler(bits, tmp)
+        if src.is_file():
+            say(f"unpacking {src}")
+            try:
+                with tarfile.open(src) as tf:
+                    tf.extractall(tmp / "src", filter="data")
+            except (tarfile.TarError, OSError) as e:
+                raise BuildError(f"{src}: not a MicroPython source tarball ({e})") from None
+            mp = _mp_root(tmp / "src")
+        else:
+            mp = _mp_root(src)
+        if mp is None:
+            raise BuildError(f"{src}: not a MicroPython source tree (no py/mpconfig.h "
+                             "and ports/unix)")  # fmt: skip
+        mp = mp.resolve()
+        mplib = mp / "lib" / "micropython-lib"
+        if not (mplib / "README.md").is_file():  # the unix variant needs none of it
+            mplib = tmp / "micropython-lib"
+            mplib.mkdir()
+            (mplib / "README.md").write_text("empty: nothing from micropython-lib is frozen\n")
+        manifest = tmp / "manifest.py"
+        manifest.write_text(f"include({str(ROOT / 'manifest.py')!r}, board={board!r})\n")
+        jobs = str(max(1, min(4, os.cpu_count() or 1)))
+        cross_build = tmp / "mpy-cross-build"
+        say(f"building mpy-cross ({mp})")
+        _run(["make", "-C", str(mp / "mpy-cross"), "-j", jobs, f"BUILD={cross_build}"],
+             what="mpy-cross build")  # fmt: skip
+        port_build = tmp / "unix-build"
+        args = [
+            "make", "-C", str(mp / "ports" / "unix"), "-j", jobs, "VARIANT=standard",
+            f"BUILD={port_build}", f"FROZEN_MANIFEST={manifest}", f"MPY_LIB_DIR={mplib}",
+            f"MICROPY_MPYCROSS={cross_build / 'mpy-cross'}",
+            "MICROPY_PY_BTREE=0", "MICROPY_PY_SSL=0", "MICROPY_PY_FFI=0",
+        ]  # fmt: skip
+        if bits == 32:
+            args.append("MICROPY_FORCE_32BIT=1")
+        say(f"building the unix port, {bits}-bit, agent and boards/{board}.py frozen in")
+        _run(args, what="unix port build")
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(port_build / "micropython", out)
+    say(f"firmware {out} {out.stat().st_size} bytes ({time.monotonic() - t0:.0f} s)")
+    return out
+
+
 # -- command line ----------------------------------------------------------------------------
 
 
@@ -184,11 +294,24 @@ def build(out, boards, mpy_cross, say=print):
 def main(argv=None):
     ap = _Parser(prog=PROG, description="compile agent/ and boards/ to .mpy with mpy-cross")
     ap.add_argument("--out", default="build", help="output directory (default: build)")
-    ap.add_argument("--board", default="all", choices=[*BOARDS, "all"], help="board(s) to report")
+    ap.add_argument("--board", default="all", help="board(s) to report; with --firmware one board")
     ap.add_argument("--mpy-cross", help="the mpy-cross executable")
+    fw = ap.add_argument_group("frozen firmware")
+    fw.add_argument("--firmware", metavar="PORT", help="build PORT's firmware (unix)")
+    fw.add_argument("--micropython", metavar="SRC", help="MicroPython source tree or tarball")
+    fw.add_argument("--bits", type=int, choices=(32, 64), default=64, help="unix: 32 or 64")
+    fw.add_argument("-o", "--output", metavar="FILE", help="where to write the binary")
     args = ap.parse_args(argv)
-    boards = list(BOARDS) if args.board == "all" else [args.board]
     try:
+        if args.firmware:
+            if not args.micropython or not args.output:
+                ap.error("--firmware needs --micropython SRC and -o FILE")
+            board = "unix" if args.board == "all" else args.board
+            build_firmware(args.firmware, args.micropython, args.bits, board, args.output)
+            return 0
+        if args.board not in [*BOARDS, "all"]:
+            ap.error(f"argument --board: invalid choice: {args.board!r}")
+        boards = list(BOARDS) if args.board == "all" else [args.board]
         build(args.out, boards, find_mpy_cross(args.mpy_cross))
     except BuildError as e:
         sys.stderr.write(f"{PROG}: {e}\n")

@@ -50,8 +50,9 @@ class Flavour:
 
     flash = False  # cut by the fake ESP32 hardware at its own operations, not the board's
 
-    def __init__(self, name, cmd, board):
+    def __init__(self, name, cmd, board, frozen=False):
         self.name, self.cmd, self.board = name, cmd, board
+        self.frozen = frozen  # agent/ and boards/ frozen into the binary: not from the tree
 
     def config(self, d, url):
         cfg = {
@@ -73,6 +74,9 @@ class Flavour:
 
     def env(self, d):
         env = dict(os.environ)
+        if self.frozen:
+            env["EXOPROV_FROZEN"] = "1"
+            env.pop("MICROPYPATH", None)
         if self.board == "esp32":
             env["EXOPROV_FAKE_HW"] = str(d / "hw")
         return env
@@ -117,7 +121,10 @@ class Flavour:
 
 
 def flavours(which, flash=False):
-    """which: cpython, micropython, both, or esp32-flash (only the hardware-level sweep)."""
+    """which: cpython, micropython, both, esp32-flash (only the hardware-level sweep), or
+    frozen:BINARY (a unix-port firmware with agent/ and boards/unix.py frozen in)."""
+    if which.startswith("frozen:"):
+        return [Flavour("micropython-frozen/unix", [which[7:]], "unix", frozen=True)]
     if which == "esp32-flash":
         fl = Flavour("micropython/esp32-flash", [str(MICROPYTHON)], "esp32")
         fl.flash = True
@@ -362,6 +369,8 @@ def main(argv=None):
     ap.add_argument(
         "--interp", choices=("cpython", "micropython", "both", "esp32-flash"), default="both"
     )
+    ap.add_argument("--frozen", metavar="BIN", help="only a firmware built by exoprov build "
+                    "--firmware unix (agent frozen in)")  # fmt: skip
     ap.add_argument("--size", type=int, default=256 * 1024)
     ap.add_argument("--sample", type=int, default=None, help="cut at most N points")
     ap.add_argument(
@@ -370,7 +379,8 @@ def main(argv=None):
     )  # fmt: skip
     args = ap.parse_args(argv)
     flash = not args.no_flash
-    ok, total, failures, _stats = run(args.interp, args.size, args.sample, flash=flash)
+    which = f"frozen:{args.frozen}" if args.frozen else args.interp
+    ok, total, failures, _stats = run(which, args.size, args.sample, flash=flash)
     print(f"{ok}/{total} cut points survived")
     return 0 if ok == total and total else 1
 
