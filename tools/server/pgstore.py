@@ -56,6 +56,8 @@ DOWN = (
     asyncpg.InsufficientResourcesError,  # too many connections
 )
 RETRY_AFTER = 2
+CONNECT_TIMEOUT = 5.0  # seconds to open a connection
+ACQUIRE_TIMEOUT = 10.0  # seconds to wait for a free pooled connection
 _MIGRATE_LOCK = 0x65786F70  # pg_advisory_lock key of the schema migration ("exop")
 _NOT_USED = (STATUS_KEYS, _STATUS, REPORT_INT, REPORT_TEXT)  # kept importable beside db.py's
 
@@ -173,6 +175,7 @@ class PgStore:
             min_size=self._size[0],
             max_size=self._size[1],
             command_timeout=60,
+            timeout=CONNECT_TIMEOUT,  # a database that drops packets: 503, not a hang
             max_inactive_connection_lifetime=60,
         )
         async with self.pool.acquire() as conn:
@@ -187,6 +190,16 @@ class PgStore:
     def close(self):
         """Closing happens with aclose() inside the loop; nothing left to do here."""
 
+    async def _acquire(self):
+        try:
+            return await self.pool.acquire(timeout=ACQUIRE_TIMEOUT)
+        except DOWN as exc:
+            raise unavailable(exc) from None
+
+    async def _release(self, conn):
+        with contextlib.suppress(*DOWN):
+            await self.pool.release(conn)
+
     @contextlib.asynccontextmanager
     async def conn(self):
         """The connection of the current transaction, else one from the pool."""
@@ -194,34 +207,41 @@ class PgStore:
         if cur is not None:
             yield cur
             return
+        conn = await self._acquire()
         try:
-            async with self.pool.acquire() as conn:
-                yield conn
-        except DOWN as exc:
-            raise unavailable(exc) from None
+            yield conn
+        finally:
+            await self._release(conn)
 
     @contextlib.asynccontextmanager
     async def tx(self):
-        """One transaction; nested calls join the outer one."""
+        """One transaction; nested calls join the outer one. Only the database's own failures
+        become Unavailable, not what the block raises."""
         if self._cur.get() is not None:
             yield
             return
+        conn = await self._acquire()
         try:
-            async with self.pool.acquire() as conn:
-                tr = conn.transaction()
+            tr = conn.transaction()
+            try:
                 await tr.start()
-                token = self._cur.set(conn)
-                try:
-                    yield
-                except BaseException:
-                    self._cur.reset(token)
-                    with contextlib.suppress(*DOWN):
-                        await tr.rollback()
-                    raise
+            except DOWN as exc:
+                raise unavailable(exc) from None
+            token = self._cur.set(conn)
+            try:
+                yield
+            except BaseException:
                 self._cur.reset(token)
+                with contextlib.suppress(*DOWN):
+                    await tr.rollback()
+                raise
+            self._cur.reset(token)
+            try:
                 await tr.commit()
-        except DOWN as exc:
-            raise unavailable(exc) from None
+            except DOWN as exc:
+                raise unavailable(exc) from None
+        finally:
+            await self._release(conn)
 
     async def _one(self, sql, *args):
         async with self.conn() as c:
