@@ -5,6 +5,7 @@ A real PostgreSQL (host_tests/pgkit.py), nothing mocked; the conformance suite i
 on it too (test_server_*.py [postgres])."""
 
 import hashlib
+import inspect
 import os
 import signal
 import socket
@@ -28,6 +29,10 @@ def test_both_stores_have_the_same_methods():
     # what the handlers may call is the same on both engines; PostgreSQL adds only the
     # life of its pool (open, aclose) and the connection of the current transaction
     assert _methods(PgStore) - {"open", "aclose", "conn"} == _methods(Store)
+    for name in _methods(Store):
+        sqlite, pg = getattr(Store, name), getattr(PgStore, name)
+        assert inspect.signature(sqlite) == inspect.signature(pg), name
+        assert inspect.iscoroutinefunction(sqlite) == inspect.iscoroutinefunction(pg), name
 
 
 def test_sql_translation():
