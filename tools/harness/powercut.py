@@ -19,6 +19,10 @@ sector erase and write, NVS set and commit, otadata writes) of every start: the 
 before each one, and again with it torn (half a flash write lands): cuts inside a store save
 and inside a slot write, which the board-level count cannot reach (`--no-flash` skips it).
 
+With `both` (the default) and `littlefs` it also runs tools/harness/lfscut.py: the rp2 board's
+record and A/B bundles on MicroPython's real LittleFS2 over a file-backed NOR flash, the power
+cut before and torn at every program and sector erase of a whole flow.
+
 Prints `N/N cut points survived`; exit 1 otherwise.
 """
 
@@ -360,6 +364,12 @@ def run(which="both", size=256 * 1024, sample=None, log=print, flash=False, flas
         log(f"powercut: {fl.name}: {st['regens']} cuts lost a CIK between receiving and "
             f"storing it (the operator regenerated); most data fetched again after one cut: "
             f"{st['max_refetch']} bytes; done in {time.monotonic() - t0:.0f} s")  # fmt: skip
+    if which in ("both", "littlefs"):
+        from tools.harness import lfscut
+
+        _ok, _n, lfails, st = lfscut.run(sample, log=log)
+        stats["micropython/rp2-littlefs"] = st
+        failures += lfails
     total = sum(st["points"] for st in stats.values())
     return total - len(failures), total, failures, stats
 
@@ -367,7 +377,9 @@ def run(which="both", size=256 * 1024, sample=None, log=print, flash=False, flas
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="powercut", description=__doc__.split("\n")[0])
     ap.add_argument(
-        "--interp", choices=("cpython", "micropython", "both", "esp32-flash"), default="both"
+        "--interp",
+        choices=("cpython", "micropython", "both", "esp32-flash", "littlefs"),
+        default="both",
     )
     ap.add_argument("--frozen", metavar="BIN", help="only a firmware built by exoprov build "
                     "--firmware unix (agent frozen in)")  # fmt: skip
@@ -380,7 +392,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     flash = not args.no_flash
     which = f"frozen:{args.frozen}" if args.frozen else args.interp
-    ok, total, failures, _stats = run(which, args.size, args.sample, flash=flash)
+    ok, total, failures, stats = run(which, args.size, args.sample, flash=flash)
+    print("cut points: " + ", ".join(f"{name} {st['points']}" for name, st in stats.items()))
     print(f"{ok}/{total} cut points survived")
     return 0 if ok == total and total else 1
 
