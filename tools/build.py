@@ -204,9 +204,10 @@ def _check_compiler(bits, tmp):
             raise BuildError("a 32-bit build needs gcc -m32 (apt-get install gcc-multilib)")
 
 
-def build_firmware(port, src, bits, board, out, say=print):
+def build_firmware(port, src, bits, board, out, say=print, extra=()):
     """Build MicroPython's `port` (unix) from src (tree or tarball) with manifest.py frozen,
-    board module `board`; copy the binary to out. -> out as a Path."""
+    board module `board`, and the package folders in `extra` beside it (e.g. micropython-lib
+    `requests`, for comparisons); copy the binary to out. -> out as a Path."""
     if port != "unix":
         raise BuildError(f"--firmware {port}: only unix is built here (for esp32 and rp2, "
                          "give manifest.py to the port's make: see README)")  # fmt: skip
@@ -239,7 +240,13 @@ def build_firmware(port, src, bits, board, out, say=print):
             mplib.mkdir()
             (mplib / "README.md").write_text("empty: nothing from micropython-lib is frozen\n")
         manifest = tmp / "manifest.py"
-        manifest.write_text(f"include({str(ROOT / 'manifest.py')!r}, board={board!r})\n")
+        text = f"include({str(ROOT / 'manifest.py')!r}, board={board!r})\n"
+        for pkg in extra:
+            pkg = Path(pkg).resolve()
+            if not (pkg / "__init__.py").is_file():
+                raise BuildError(f"--freeze {pkg}: not a package folder (no __init__.py)")
+            text += f"package({pkg.name!r}, base_path={str(pkg.parent)!r})\n"
+        manifest.write_text(text)
         jobs = str(max(1, min(4, os.cpu_count() or 1)))
         cross_build = tmp / "mpy-cross-build"
         say(f"building mpy-cross ({mp})")
@@ -301,13 +308,18 @@ def main(argv=None):
     fw.add_argument("--micropython", metavar="SRC", help="MicroPython source tree or tarball")
     fw.add_argument("--bits", type=int, choices=(32, 64), default=64, help="unix: 32 or 64")
     fw.add_argument("-o", "--output", metavar="FILE", help="where to write the binary")
+    fw.add_argument("--freeze", metavar="DIR", action="append", default=[],
+                    help="also freeze this package folder (repeatable)")  # fmt: skip
     args = ap.parse_args(argv)
     try:
         if args.firmware:
             if not args.micropython or not args.output:
                 ap.error("--firmware needs --micropython SRC and -o FILE")
             board = "unix" if args.board == "all" else args.board
-            build_firmware(args.firmware, args.micropython, args.bits, board, args.output)
+            build_firmware(
+                args.firmware, args.micropython, args.bits, board, args.output,
+                extra=args.freeze,
+            )  # fmt: skip
             return 0
         if args.board not in [*BOARDS, "all"]:
             ap.error(f"argument --board: invalid choice: {args.board!r}")

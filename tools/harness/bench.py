@@ -14,6 +14,9 @@
   heap), the heap each one's import takes (gc.mem_free() before and after importing the
   modules resident during the flow) and the "data heap" = smallest heap - import heap, the
   figure that compares like with like;
+  Then tools/harness/heapflow.py: the full flow (signed 1 MiB update, confirm, re-activation)
+  bisected in 256-byte steps, side by side: 64-bit .mpy, 32-bit frozen firmware (built from
+  ../shared/micropython), from source, and `requests` frozen into the same 32-bit binary;
 - mpy: `.mpy` size of the agent, and of the agent with each board module;
 - server: requests per second for 50 keep-alive clients (wrk) fetching 64 KiB Range
   requests of one blob, side by side: nginx serving the blob as a static file (HTTP and
@@ -357,6 +360,11 @@ def bench_heap(b):
             f"requests {req - rcode / kib:.1f} KiB (issue 3's 16 KiB target is "
             f"{'met' if agent <= 16 else 'not met'} for the whole heap: agent {agent} KiB)"
         )
+    # issue 11: the full flow (signed, confirm, re-activation) bisected side by side for the
+    # 64-bit .mpy, the 32-bit frozen firmware and the sources, against requests frozen too
+    from tools.harness import heapflow
+
+    heapflow.run(log=log)
 
 
 def _fetch_all(urls_headers, n):
