@@ -78,7 +78,8 @@ class Device:
     """A fresh Pico W (flash image, fake Wi-Fi) and a fresh server for one cut point."""
 
     def __init__(self, old, new, micropython=MICROPYTHON):
-        sys.path.insert(0, str(FAKES))
+        if str(FAKES) not in sys.path:
+            sys.path.insert(0, str(FAKES))
         import hwkit
 
         self.mp = str(micropython)
