@@ -3,12 +3,18 @@ or build a MicroPython unix-port binary with the agent frozen in.
 
     exoprov build [--out build] [--board esp32|rp2|unix|all] [--mpy-cross PATH]
     exoprov build --firmware unix --micropython SRC [--bits 32|64] --board BOARD -o FILE
+    exoprov build --mip OUTDIR [--mpy-cross PATH]
 
 Writes build/agent/*.mpy and build/boards/*.mpy (every module, so a compile error anywhere
 is caught), prints the size of each file and, per board, the total the board
 carries: the agent plus that board's module (plus the application entry on rp2). For rp2
 it also writes build/rp2-app.bundle, the application bundle (docs/bundle-format.md) to
 upload as content.
+
+With --mip, OUTDIR gets the .mpy files of what package.json lists and a package.json naming
+them, for `mip.install("<URL of OUTDIR>/package.json")`: the board loads bytecode, not .py
+sources it would compile in its own heap. The .mpy files carry the bytecode version of the
+mpy-cross used (printed): use the mpy-cross of the MicroPython version the boards run.
 
 With --firmware unix, SRC (a MicroPython source tree or a .tar.gz of one) gets its mpy-cross
 and unix port built in a temporary directory, with the project's manifest.py frozen in
@@ -163,6 +169,33 @@ def rp2_bundle(out, sizes):
     return make_bundle(files)
 
 
+# -- mip: .mpy files and their package.json ---------------------------------------------
+
+
+def build_mip(out, mpy_cross, say=print):
+    """package.json's .py files -> out/*.mpy and out/package.json. -> that package dict."""
+    import json
+
+    try:
+        pkg = json.loads((ROOT / "package.json").read_text())
+        srcs = [src for src, _url in pkg["urls"]]
+    except (OSError, ValueError, KeyError) as e:
+        raise BuildError(f"package.json: cannot read it ({e})") from None
+    out = Path(out)
+    urls = []
+    for src in srcs:
+        rel = src[:-3] + ".mpy"
+        size = compile_one(mpy_cross, src, out / rel)
+        urls.append([rel, rel])
+        say(f"{rel:<28}{size:>8}")
+    r = subprocess.run([mpy_cross, "--version"], capture_output=True, text=True, timeout=30)
+    version = (r.stdout or r.stderr).strip()
+    mip = {"urls": urls, "deps": pkg.get("deps", []), "version": pkg.get("version", "0")}
+    (out / "package.json").write_text(json.dumps(mip, indent=2) + "\n")
+    say(f"mip package {out / 'package.json'}: {len(urls)} .mpy files, {version}")
+    return mip
+
+
 # -- frozen firmware (MicroPython unix port) ----------------------------------------------
 
 
@@ -204,7 +237,11 @@ def _check_compiler(bits, tmp):
             raise BuildError("a 32-bit build needs gcc -m32 (apt-get install gcc-multilib)")
 
 
-def build_firmware(port, src, bits, board, out, say=print, extra=()):
+def _say(line):
+    print(line, flush=True)  # progress before a possible error on stderr
+
+
+def build_firmware(port, src, bits, board, out, say=_say, extra=()):
     """Build MicroPython's `port` (unix) from src (tree or tarball) with manifest.py frozen,
     board module `board`, and the package folders in `extra` beside it (e.g. micropython-lib
     `requests`, for comparisons); copy the binary to out. -> out as a Path."""
@@ -226,7 +263,8 @@ def build_firmware(port, src, bits, board, out, say=print, extra=()):
                 with tarfile.open(src) as tf:
                     tf.extractall(tmp / "src", filter="data")
             except (tarfile.TarError, OSError) as e:
-                raise BuildError(f"{src}: not a MicroPython source tarball ({e})") from None
+                why = (str(e).splitlines() or [type(e).__name__])[0].rstrip(":")
+                raise BuildError(f"{src}: not a MicroPython source tarball ({why})") from None
             mp = _mp_root(tmp / "src")
         else:
             mp = _mp_root(src)
@@ -303,6 +341,8 @@ def main(argv=None):
     ap.add_argument("--out", default="build", help="output directory (default: build)")
     ap.add_argument("--board", default="all", help="board(s) to report; with --firmware one board")
     ap.add_argument("--mpy-cross", help="the mpy-cross executable")
+    ap.add_argument("--mip", metavar="OUTDIR", help="write .mpy files and a package.json "
+                    "for mip into OUTDIR")  # fmt: skip
     fw = ap.add_argument_group("frozen firmware")
     fw.add_argument("--firmware", metavar="PORT", help="build PORT's firmware (unix)")
     fw.add_argument("--micropython", metavar="SRC", help="MicroPython source tree or tarball")
@@ -320,6 +360,9 @@ def main(argv=None):
                 args.firmware, args.micropython, args.bits, board, args.output,
                 extra=args.freeze,
             )  # fmt: skip
+            return 0
+        if args.mip:
+            build_mip(args.mip, find_mpy_cross(args.mpy_cross))
             return 0
         if args.board not in [*BOARDS, "all"]:
             ap.error(f"argument --board: invalid choice: {args.board!r}")

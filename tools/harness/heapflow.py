@@ -13,6 +13,8 @@ Ways, each bisected (STEP bytes):
   the way a board runs it; the code stays outside the heap), with and without `pubkeys`;
 - the agent from its .py sources under the venv's unix port (compiled at import, as after a
   `mip` install of the sources);
+- the .mpy files and the sources under the 32-bit binary (frozen modules off its path): what
+  a 32-bit board needs after a `mip` install of either;
 - micropython-lib `requests` frozen into the same 32-bit binary, doing only the download (4 KiB
   Range requests) and the sha256 of the same 1 MiB (the device activated beforehand).
 
@@ -206,6 +208,11 @@ def run(frozen=None, src=None, step=256, log=log):
             ("from source .py (64-bit), signature check on",
              lambda h: hf.agent_ok(MICROPYTHON, f"{ROOT}:.frozen", h)),
             ("32-bit frozen, no pubkeys", lambda h: hf.agent_ok(frozen, None, h, False)),
+            # the same binary without .frozen on its path: the agent as `mip` installs it
+            ("32-bit .mpy (mip install of an exoprov build --mip), signature check on",
+             lambda h: hf.agent_ok(frozen, str(hf.code), h)),
+            ("32-bit from source .py (mip install of package.json), signature check on",
+             lambda h: hf.agent_ok(frozen, str(ROOT), h)),
             ("requests, 32-bit frozen, download + sha256 only",
              lambda h: hf.requests_ok(frozen, h)),
         ]  # fmt: skip
@@ -217,7 +224,8 @@ def run(frozen=None, src=None, step=256, log=log):
         k = {n: (f"{v / 1024:.2f} KiB" if v else "-") for n, v in out.items()}
         names = list(out)
         log("side by side (full flow, 1 MiB): .mpy 64-bit %s | frozen 32-bit + sig %s | "
-            "source .py %s || frozen 32-bit no sig %s | requests 32-bit download only %s"
+            "source .py %s || frozen 32-bit no sig %s | .mpy 32-bit %s | source 32-bit %s | "
+            "requests 32-bit download only %s"
             % tuple(k[n] for n in names))  # fmt: skip
         return out
     finally:
