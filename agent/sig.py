@@ -136,7 +136,13 @@ def _verify(pub, msg, sig):
     h = getattr(hashlib, "sha512", None)
     k = int.from_bytes(h(k).digest() if h else _sha512(k), "little") % _L
     a = (_P - a[0], a[1], 1, _P - a[3])  # -A
-    b = _point(b"\x58" + b"\x66" * 31)  # the base point: y = 4/5, x even
+    # the base point (y = 4/5, x even), as constants: decoding it costs a pow() and its heap
+    b = (
+        15112221349535400772501151409588531511454012693041857206046113283949847762202,
+        46316835694926478169428394003475163141307993866256225615783033603165251855960,
+        1,
+        46827403850823179245072216630277197565144205554125654976674165829533817101731,
+    )
     both = _add(b, a)
     q = (0, 1, 1, 0)
     for i in range(252, -1, -1):  # [s]B + [k](-A), both scalars below 2^253
