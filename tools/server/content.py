@@ -1,5 +1,7 @@
 """Content: /provision/manage/content/<model>/ and /<id>, blob streaming, visibility."""
 
+import inspect
+
 from aiohttp import web
 
 from . import auth, byteranges
@@ -94,6 +96,8 @@ async def send(request, srv, row):
     if status == 206 and small is not None and count <= srv.blobs.SMALL:
         # the device download pattern (64 KiB Ranges): one read, headers and body in one write
         data = small(row["blob"], first, count)
+        if inspect.isawaitable(data):  # PostgreSQL's (pgstore.PgBlobs)
+            data = await data
         if data is not None and len(data) == count:
             return web.Response(status=status, headers=headers, body=data)
     resp = web.StreamResponse(status=status, headers=headers)

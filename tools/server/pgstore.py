@@ -18,6 +18,7 @@ unique constraints. When the database cannot be reached, every call raises Unava
 """
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import json
@@ -54,6 +55,7 @@ DOWN = (
     asyncpg.InterfaceError,
     asyncpg.OperatorInterventionError,  # shutting down, starting up
     asyncpg.InsufficientResourcesError,  # too many connections
+    asyncpg.InternalClientError,  # a connection left mid-operation by the failure
 )
 RETRY_AFTER = 2
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection
@@ -210,6 +212,10 @@ class PgStore:
         conn = await self._acquire()
         try:
             yield conn
+        except Unavailable:
+            with contextlib.suppress(*DOWN):  # not back into the pool as it is
+                conn.terminate()
+            raise
         finally:
             await self._release(conn)
 
@@ -240,6 +246,10 @@ class PgStore:
                 await tr.commit()
             except DOWN as exc:
                 raise unavailable(exc) from None
+        except Unavailable:
+            with contextlib.suppress(*DOWN):
+                conn.terminate()
+            raise
         finally:
             await self._release(conn)
 
@@ -1118,11 +1128,47 @@ class PgBlobs:
     content row names until set_blob switches to it in one transaction; the old blob's
     chunks are deleted after. A Range answer reads only the chunks it covers."""
 
-    SMALL = 0
+    SMALL = 1 << 20  # Range answers up to this size go through read_small (and the cache)
+    CACHE = 32 << 20  # bytes of chunk rows kept per process for read_small
 
     def __init__(self, store):
         self.store = store
         self._tasks = set()
+        # (blob id, chunk index) -> bytes, least recently used first. Always right: a blob
+        # id is never reused and its chunks never rewritten (an upload makes a new blob).
+        self._cache = collections.OrderedDict()
+        self._cached = 0
+
+    async def read_small(self, name, first, count):
+        """Bytes [first, first + count) of blob `name` (a Range answer, at most SMALL bytes),
+        its chunks kept in a bounded cache: the device download pattern (many devices, the
+        same 64 KiB ranges of one firmware) costs no database round trip once warm. None
+        when the blob is gone."""
+        out = bytearray()
+        pos, left = first, count
+        while left > 0:
+            key = (name, pos // CHUNK)
+            data = self._cache.get(key)
+            if data is None:
+                row = await self.store._one(
+                    "SELECT data FROM blob_chunks WHERE blob = ? AND idx = ?", *key
+                )
+                if row is None:
+                    return None
+                data = row[0]
+                self._cache[key] = data
+                self._cached += len(data)
+                while self._cached > self.CACHE:
+                    self._cached -= len(self._cache.popitem(last=False)[1])
+            else:
+                self._cache.move_to_end(key)
+            part = data[pos % CHUNK : pos % CHUNK + left]
+            if not part:
+                return None  # shorter than the content row says
+            out += part
+            pos += len(part)
+            left -= len(part)
+        return bytes(out)
 
     def _background(self, coro):
         """Run `coro` outside the caller's transaction (a fresh context), unawaited."""
