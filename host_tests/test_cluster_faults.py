@@ -23,6 +23,13 @@ def cluster():
         yield c
 
 
+@pytest.fixture
+def pg_cluster(pg):
+    """The production arrangement: the instances share one PostgreSQL (rows and blobs)."""
+    with Cluster(instances=2, extra=("--activation-limit", "0"), db=pg.new_database()) as c:
+        yield c
+
+
 def _fleet(c, name):
     vendor = c.add_vendor(name)
     fleet = Fleet(c.url, vendor)
@@ -31,7 +38,9 @@ def _fleet(c, name):
     return vendor, fleet
 
 
-def test_sigkill_one_instance_mid_load(cluster, tmp_path):
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_sigkill_one_instance_mid_load(engine, request, tmp_path):
+    cluster = request.getfixturevalue("pg_cluster" if engine == "postgres" else "cluster")
     vendor, fleet = _fleet(cluster, "killv")
     data = os.urandom(1 << 20)
     fleet.content("m", "firmware-k", data, version=3)

@@ -1,5 +1,5 @@
 """The deployment recipe (deploy/nginx/exoprov.conf): nginx terminating TLS and balancing two
-`exoprov server` instances on one database, started by tools/harness/cluster.py as it is
+`exoprov server` instances on one PostgreSQL, started by tools/harness/cluster.py as it is
 shipped. Real agents (CPython and MicroPython) go through it; the servers see the device's
 address, not nginx's, and a header a device forges changes nothing."""
 
@@ -19,8 +19,9 @@ from tools.harness.faults.realserver import Fleet
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    with Cluster(instances=2, extra=("--activation-limit", "3")) as c:
+def cluster(pg):
+    db = pg.new_database()
+    with Cluster(instances=2, extra=("--activation-limit", "3"), db=db) as c:
         yield c
 
 
