@@ -281,7 +281,7 @@ def build_firmware(port, src, bits, board, out, say=_say, extra=()):
             mplib.mkdir()
             (mplib / "README.md").write_text("empty: nothing from micropython-lib is frozen\n")
         manifest = tmp / "manifest.py"
-        text = f"include({str(ROOT / 'manifest.py')!r}, board={board!r})\n"
+        text = f"include({str(ROOT / 'manifest.py')!r}, board={board!r}, port='unix')\n"
         for pkg in extra:
             pkg = Path(pkg).resolve()
             if not (pkg / "__init__.py").is_file():
