@@ -134,22 +134,22 @@ async def _download_all(url, vendor, ciks, cid, size, digest, errors, ca=None, c
     return time.monotonic() - t0
 
 
-def _front(instances, workers):
-    """-> (context manager, url, ca, alive())."""
+def _front(instances, workers, db=None):
+    """-> (context manager, url, ca, alive()). `db`: a PostgreSQL URL, or None for SQLite."""
     if not instances:
-        srv = RealServer("--activation-limit", "0")
+        srv = RealServer("--activation-limit", "0", db=db)
         return srv, srv.url, None, srv.alive
     from tools.harness.cluster import Cluster
 
     extra = ("--activation-limit", "0")
-    c = Cluster(instances=instances, workers=workers, extra=extra)
+    c = Cluster(instances=instances, workers=workers, extra=extra, db=db)
     return c, c.url, c.ca, lambda: all(s.alive() for s in c.servers)
 
 
 def run(devices=1000, downloads=200, size=1 << 20, log=print, instances=0, sns=None,
-        concurrency=500, workers=1):  # fmt: skip
+        concurrency=500, workers=1, db=None):  # fmt: skip
     """Returns a dict of figures; raises nothing for load errors (they are counted)."""
-    front, url, ca, alive = _front(instances, workers)
+    front, url, ca, alive = _front(instances, workers, db)
     with front:
         vendor = front.add_vendor("loadvendor")
         fleet = Fleet(url, vendor)
@@ -201,22 +201,35 @@ def main(argv=None):
     ap.add_argument("--instances", default="1,2,3", help="comma-separated; 0 = no nginx")
     ap.add_argument("--workers", type=int, default=1, help="--workers of each instance")
     ap.add_argument("--concurrency", type=int, default=500, help="connections open at once")
+    ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite",
+                    help="postgres: the instances share one embedded PostgreSQL")  # fmt: skip
     args = ap.parse_args(argv)
     results = []
-    for n in [int(x) for x in args.instances.split(",")]:
-        results.append(
-            run(
-                args.devices,
-                args.downloads,
-                args.size_kib * 1024,
-                instances=n,
-                sns=args.sns,
-                concurrency=args.concurrency,
-                workers=args.workers,
-            )  # fmt: skip
-        )
+    pg = None
+    if args.db == "postgres":
+        from tools.harness.pgkit import EmbeddedPostgres
+
+        pg = EmbeddedPostgres()
+    try:
+        for n in [int(x) for x in args.instances.split(",")]:
+            results.append(
+                run(
+                    args.devices,
+                    args.downloads,
+                    args.size_kib * 1024,
+                    instances=n,
+                    sns=args.sns,
+                    concurrency=args.concurrency,
+                    workers=args.workers,
+                    db=pg.new_database() if pg else None,
+                )  # fmt: skip
+            )
+    finally:
+        if pg:
+            pg.close()
     ok = True
-    print(f"load: {args.sns} serial numbers whitelisted, {args.devices} devices activating, "
+    print(f"load ({args.db}): {args.sns} serial numbers whitelisted, "
+          f"{args.devices} devices activating, "
           f"{args.downloads} downloading {args.size_kib} KiB in 64 KiB Ranges, "
           f"{args.concurrency} connections at once:")  # fmt: skip
     for res in results:
