@@ -301,15 +301,9 @@ def bench_mpy(b):
 
 def bisect_heap(run, lo=4, hi=256):
     """Smallest heap (KiB) at which run(heap_k) passes, or None if it fails at hi."""
-    if not run(hi):
-        return None
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if run(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    from tools.harness.heapflow import smallest
+
+    return smallest(run, lo, hi, step=1)
 
 
 # What stays imported while the agent runs its flow (agent.config is dropped after startup).
