@@ -22,7 +22,7 @@ _SPEC = (
     ("timeout", int, 30),
     ("min_rate", int, 512),
     ("chunk", int, 65536),
-    ("buffer", int, 4096),
+    ("buffer", int, None),  # None: the board's own (Board.buffer)
     ("max_boots", int, 3),
     ("verify_retries", int, 3),
     ("pubkeys", list, None),
@@ -84,8 +84,6 @@ def load(path):
         raise BadConfig("server: %s" % e)
     if cfg["_url"][0] and not cfg["ca_file"] and sys.implementation.name == "micropython":
         raise BadConfig("ca_file: required for https under MicroPython")
-    if cfg["chunk"] % cfg["buffer"]:
-        raise BadConfig("chunk: must be a multiple of buffer")
     if cfg["pubkeys"] is not None:
         cfg["pubkeys"] = pubkeys(cfg["pubkeys"])
         if cfg["allow_unverified"]:
@@ -123,8 +121,14 @@ def board(cfg, mod):
         b = mod.Board(cfg)
     except (ValueError, OSError) as e:
         raise BadConfig(str(e.args[-1] if e.args else e))
-    if cfg["buffer"] % b.block:
-        raise BadConfig("buffer: must be a multiple of the board block (%d)" % b.block)
+    # Slot writes are buffer-sized pieces (the last one shorter) and the journal advances by
+    # whole chunks, so a resume starts on a block (a flash sector: erased by its first write).
+    buf = cfg["buffer"] = cfg["buffer"] or b.buffer
+    blk = b.block
+    if blk % buf and buf % blk:
+        raise BadConfig("buffer: must divide the board block (%d) or be a multiple of it" % blk)
+    if cfg["chunk"] % buf or cfg["chunk"] % blk:
+        raise BadConfig("chunk: must be a multiple of buffer and of the board block (%d)" % blk)
     if not cfg["sn"]:
         try:
             cfg["sn"] = b.unique_id()

@@ -26,13 +26,14 @@ def main(argv=None):
 
     try:
         cfg = config.load(argv[0])
-        # The download buffer first, while the heap is still in one piece.
-        mv = memoryview(bytearray(cfg["buffer"]))
         name = cfg["board"]
         try:
             mod = __import__(_BASE + "boards." + name, None, None, ("Board",))
         except ImportError:
             raise config.BadConfig("board: no board module %r" % name)
+        # The download buffer (its size the board's unless configured) before the board
+        # object, while the heap is still in one piece.
+        mv = memoryview(bytearray(cfg["buffer"] or mod.Board.buffer))
         board = config.board(cfg, mod)
     except config.BadConfig as e:
         print("exoprov-agent: bad configuration:", e.args[0], file=sys.stderr)

@@ -44,6 +44,9 @@ def _digest(seq_len, data):
 class Board:
     name = "esp32"
     block = _BLOCK
+    # The download buffer: slot_write() takes pieces of a sector (the first one erases it),
+    # so it need not be a whole 4 KiB sector of the heap.
+    buffer = 1024
 
     def __init__(self, config):
         self._cfg = config

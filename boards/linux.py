@@ -26,7 +26,8 @@ def _fsync_dir(path):
 
 class Board:
     name = "linux"
-    block = 4096
+    block = 4096  # the journal's resume points: chunk is a multiple of it
+    buffer = 4096  # download buffer (a gateway has the memory)
     cpuinfo = "/proc/cpuinfo"
     machine_id = "/etc/machine-id"
 

@@ -20,7 +20,7 @@ import time
 import machine
 from micropython import const
 
-_BLOCK = const(4096)  # LittleFS block on the Pico's flash; slot writes come in this size
+_BLOCK = const(4096)  # LittleFS block on the Pico's flash; the journal resumes on its multiples
 _HDR = const(16)  # record: b"XR", seq u32 (unused here), length u16, digest 8 bytes
 _MAX_RECORD = const(4000)
 _B_FIXED = const(40)  # bundle: magic 4, count u16, header length u16, sha256 32
@@ -100,6 +100,7 @@ def _check_name(name):
 class Board:
     name = "rp2"
     block = _BLOCK
+    buffer = 1024  # download buffer: slot_write() takes pieces of a block (see there)
 
     def __init__(self, config):
         self._cfg = config
@@ -109,6 +110,7 @@ class Board:
         self._stage = root + "/app.stage"
         self._ptr_path = root + "/app.ptr"
         self._f = None
+        self._size = None
 
     # -- storage ---------------------------------------------------------------------------
 
@@ -146,6 +148,7 @@ class Board:
             f.close()
 
     def slot_begin(self, size):
+        self._size = size
         try:
             have = os.stat(self._stage)[6]
         except OSError:
@@ -171,7 +174,11 @@ class Board:
         f = self._file()
         f.seek(offset)
         f.write(buf)
-        f.flush()  # LittleFS commits on sync: the bytes must be there when this returns
+        end = offset + len(buf)
+        # LittleFS commits on sync: at each block's end (the journal advances by whole
+        # blocks) and the image's, so a piece of a block costs no commit of its own.
+        if not end % _BLOCK or end == self._size:
+            f.flush()
 
     def slot_read(self, offset, buf):
         f = self._file()

@@ -21,7 +21,8 @@ def _exists(path):
 
 class Board:
     name = "unix"
-    block = 4096
+    block = 4096  # the journal's resume points: chunk is a multiple of it
+    buffer = 1024  # download buffer: any size works on a file (see config.board)
 
     def __init__(self, config):
         d = config.get("state_dir")

@@ -24,6 +24,7 @@ BASE = {"server": "http://127.0.0.1:9", "vendor": "v", "model": "m", "sn": "s"}
         ({"min_rate": 1.5}, "min_rate"),
         ({"chunk": 5000}, "chunk"),
         ({"buffer": 1000, "chunk": 3000}, "buffer"),
+        ({"buffer": 1024, "chunk": 2048}, "chunk"),  # the board's block is 4096
         ({"board": "nosuch"}, "board"),
         ({"state_dir": None}, "state_dir"),
     ],
