@@ -9,11 +9,17 @@ Imported only when the configuration has `pubkeys`.
 
 import hashlib
 
-_P = (1 << 255) - 19
-_L = (1 << 252) + 27742317777372353535851937790883648493
-_D = -121665 * pow(121666, _P - 2, _P) % _P
-_D2 = 2 * _D % _P
-_M = (1 << 64) - 1
+from .compat import const
+
+# const(): folded by the compiler, so frozen they stay in flash and cost no heap or pow()
+_P = const((1 << 255) - 19)
+_L = const((1 << 252) + 27742317777372353535851937790883648493)
+# d = -121665/121666 mod p, and a square root of -1 (2^((p-1)/4)), as numbers
+_D = const(37095705934669439343138083508754565189542113879843219016388785533085940283555)
+_I = const(19681161376707505956807079304988542015446066515923890162744021073123829784752)
+_D2 = const(2 * _D % _P)
+_E = const((_P - 5) // 8)  # x = u v^3 (u v^7)^((p-5)/8): the square root candidate
+_M = const((1 << 64) - 1)
 # SHA-512 round constants and initial value (FIPS 180-4, 4.2.3 and 5.3.5), 16 hex digits each:
 # a str constant stays in flash when the agent is frozen into the firmware.
 _K = (
@@ -50,42 +56,67 @@ def _k(i):  # the i-th 64-bit word of _K
     return int(_K[16 * i : 16 * i + 16], 16)
 
 
-def _w(m, o, i):  # word i (mod 16) of the block at m[o:]
-    o += 8 * (i & 15)
+def _w(m, i):  # word i (mod 16) of the block in m
+    o = 8 * (i & 15)
     return int.from_bytes(m[o : o + 8], "big")
 
 
-def _sha512(data):
-    """SHA-512 digest of data (bytes), for a hashlib without one. The message schedule is
-    kept in the padded copy of data itself, 16 words in each block's place."""
-    n = len(data)
-    m = bytearray(data)
-    m.append(0x80)
-    m.extend(bytes((111 - n) % 128))
-    m.extend((n * 8).to_bytes(16, "big"))
+def _sha512(*parts):
+    """SHA-512 digest of the concatenated parts (bytes-like), for a hashlib without one.
+    One 128-byte block at a time (no padded copy of the message), its schedule kept in it."""
+    m = bytearray(128)
     h = [_k(80 + i) for i in range(8)]
-    for o in range(0, len(m), 128):
-        a, b, c, d, e, f, g, k = h
-        for i in range(80):
-            x = _w(m, o, i)
-            if i > 15:
-                y, z = _w(m, o, i - 15), _w(m, o, i - 2)
-                y = _r(y, 1) ^ _r(y, 8) ^ y >> 7
-                z = _r(z, 19) ^ _r(z, 61) ^ z >> 6
-                x = (x + y + _w(m, o, i - 7) + z) & _M
-                j = o + 8 * (i & 15)
-                m[j : j + 8] = x.to_bytes(8, "big")
-            x += k + (_r(e, 14) ^ _r(e, 18) ^ _r(e, 41)) + ((e & f) ^ (e ^ _M) & g) + _k(i)
-            y = (_r(a, 28) ^ _r(a, 34) ^ _r(a, 39)) + ((a & b) ^ (a & c) ^ (b & c))
-            a, b, c, d, e, f, g, k = (x + y) & _M, a, b, c, (d + x) & _M, e, f, g
-        h = [(h[i] + x) & _M for i, x in enumerate((a, b, c, d, e, f, g, k))]
+    pos = n = 0
+    for part in parts:
+        part = memoryview(part)
+        n += len(part)
+        while part:
+            t = min(128 - pos, len(part))
+            m[pos : pos + t] = part[:t]
+            part = part[t:]
+            pos += t
+            if pos == 128:
+                _block(m, h)
+                pos = 0
+    m[pos] = 0x80
+    pos += 1
+    if pos > 112:
+        m[pos:] = bytes(128 - pos)
+        _block(m, h)
+        pos = 0
+    m[pos:112] = bytes(112 - pos)
+    m[112:] = (n * 8).to_bytes(16, "big")
+    _block(m, h)
     return b"".join(x.to_bytes(8, "big") for x in h)
+
+
+def _block(m, h):
+    # one SHA-512 compression of the 128 bytes in m into h (a list of 8 words)
+    a, b, c, d, e, f, g, k = h
+    for i in range(80):
+        x = _w(m, i)
+        if i > 15:
+            y, z = _w(m, i - 15), _w(m, i - 2)
+            y = _r(y, 1) ^ _r(y, 8) ^ y >> 7
+            z = _r(z, 19) ^ _r(z, 61) ^ z >> 6
+            x = (x + y + _w(m, i - 7) + z) & _M
+            j = 8 * (i & 15)
+            m[j : j + 8] = x.to_bytes(8, "big")
+        x += k + (_r(e, 14) ^ _r(e, 18) ^ _r(e, 41)) + ((e & f) ^ (e ^ _M) & g) + _k(i)
+        y = (_r(a, 28) ^ _r(a, 34) ^ _r(a, 39)) + ((a & b) ^ (a & c) ^ (b & c))
+        a, b, c, d, e, f, g, k = (x + y) & _M, a, b, c, (d + x) & _M, e, f, g
+    for i, x in enumerate((a, b, c, d, e, f, g, k)):
+        h[i] = (h[i] + x) & _M
+
+
+# Every product is of two reduced numbers and reduced at once: no int grows past 512 bits, so
+# no allocation is larger than about 70 bytes (a fragmented heap has room for those).
 
 
 def _add(p, q):  # RFC 8032 5.1.4, a = -1
     a = (p[1] - p[0]) * (q[1] - q[0]) % _P
     b = (p[1] + p[0]) * (q[1] + q[0]) % _P
-    c = p[3] * _D2 * q[3] % _P
+    c = p[3] * q[3] % _P * _D2 % _P
     d = 2 * p[2] * q[2] % _P
     e, f, g, h = b - a, d - c, d + c, b + a
     return e * f % _P, g * h % _P, f * g % _P, e * h % _P
@@ -108,15 +139,17 @@ def _point(s):
     sign, y = y >> 255, y & (1 << 255) - 1
     if y >= _P:
         return None
-    u = (y * y - 1) % _P
-    v = (_D * y * y + 1) % _P
-    x = u * v * v * v % _P
-    x = x * pow(x * v * v * v * v % _P, (_P - 5) // 8, _P) % _P
-    vx = v * x * x % _P
+    u = y * y % _P
+    v = (u * _D + 1) % _P
+    u = (u - 1) % _P
+    t = v * v % _P * v % _P  # v^3
+    x = u * t % _P
+    x = x * pow(x * t % _P * v % _P, _E, _P) % _P
+    vx = x * x % _P * v % _P
     if vx != u:
         if (vx + u) % _P:
             return None
-        x = x * pow(2, (_P - 1) // 4, _P) % _P  # times a square root of -1
+        x = x * _I % _P  # times a square root of -1 (2^((p-1)/4))
     if x & 1 != sign:
         if not x:
             return None
@@ -132,9 +165,16 @@ def _verify(pub, msg, sig):
     a = _point(pub)
     if a is None or s >= _L:
         return False
-    k = bytes(sig[:32]) + bytes(pub) + bytes(msg)
+    r = memoryview(sig)[:32]
     h = getattr(hashlib, "sha512", None)
-    k = int.from_bytes(h(k).digest() if h else _sha512(k), "little") % _L
+    if h:
+        h = h(r)
+        h.update(pub)
+        h.update(msg)
+        h = h.digest()
+    else:
+        h = _sha512(r, pub, msg)
+    k = int.from_bytes(h, "little") % _L
     a = (_P - a[0], a[1], 1, _P - a[3])  # -A
     # the base point (y = 4/5, x even), as constants: decoding it costs a pow() and its heap
     b = (

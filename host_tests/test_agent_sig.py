@@ -105,6 +105,10 @@ def test_pure_sha512_matches_hashlib():
     for n in (0, 1, 55, 111, 112, 127, 128, 129, 239, 240, 256, 1000):
         d = os.urandom(n)
         assert sig._sha512(d) == hashlib.sha512(d).digest(), n
+        # the message in parts (as _verify hashes R, A and M), split across block boundaries
+        for cut in {0, n // 3, n - 1 if n else 0}:
+            parts = (d[:cut], memoryview(d)[cut : cut + 100], d[cut + 100 :])
+            assert sig._sha512(*parts) == hashlib.sha512(d).digest(), (n, cut)
 
 
 def test_verify_without_cryptography_falls_back_to_pure(tmp_path):
@@ -132,6 +136,8 @@ for pk, m, s, want in data["cases"]:
     assert sig.verify(u(pk), u(m), u(s)) is want, (pk, m, s)
 for m, d in data["sha"]:
     assert sig._sha512(u(m)) == u(d), m
+    m = u(m)
+    assert sig._sha512(m[:5], memoryview(m)[5:130], m[130:]) == u(d), m
 for lines, want in data["pubkeys"]:
     try:
         got = {k: hexlify(v).decode() for k, v in config.pubkeys(lines).items()}
