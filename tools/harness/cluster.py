@@ -104,11 +104,13 @@ def make_certs(d):
     return {"ca": str(d / "ca.pem"), "cert": str(d / "cert.pem"), "key": str(keyfile)}
 
 
-def render(upstreams, listen, cert=None, key=None, max_body="64m", template=TEMPLATE):
+def render(upstreams, listen, cert=None, key=None, max_body="64m", template=TEMPLATE,
+           cache="/var/cache/nginx/exoprov", cache_max="2g", grant_ttl="1s"):  # fmt: skip
     """deploy/nginx/exoprov.conf with its placeholders filled (comments left alone); without
     cert, plain HTTP."""
     ups = "\n    ".join(f"server {u} max_fails=1 fail_timeout=5s;" for u in upstreams)
     values = {"@UPSTREAMS@": ups, "@LISTEN@": listen, "@MAX_BODY@": max_body}
+    values.update({"@CACHE@": str(cache), "@CACHE_MAX@": cache_max, "@GRANT_TTL@": grant_ttl})
     values.update({"@CERT@": cert or "", "@KEY@": key or ""})
     out = []
     for line in Path(template).read_text().splitlines():
@@ -199,7 +201,7 @@ class Cluster:
     """`instances` servers (each `--workers workers`) on one database, nginx in front."""
 
     def __init__(self, instances=2, workers=1, extra=(), db=None, tls=True, nginx_workers=2,
-                 max_body="64m"):  # fmt: skip
+                 max_body="64m", grant_ttl="1s"):  # fmt: skip
         self._tmp = tempfile.TemporaryDirectory(prefix="exoprov-cluster-")
         self.dir = Path(self._tmp.name)
         self.db = db or str(self.dir / "exoprov.db")
@@ -215,7 +217,10 @@ class Cluster:
             site = self.dir / "exoprov.conf"
             ups = [f"127.0.0.1:{s.port}" for s in self.servers]
             cert, key = (self.certs["cert"], self.certs["key"]) if tls else (None, None)
-            site.write_text(render(ups, f"127.0.0.1:{port}", cert, key, max_body))
+            cache = self.dir / "nginx" / "cache"
+            cache.mkdir(parents=True)
+            site.write_text(render(ups, f"127.0.0.1:{port}", cert, key, max_body, cache=cache,
+                                   grant_ttl=grant_ttl))  # fmt: skip
             self.nginx = Nginx(self.dir / "nginx", site, port, nginx_workers, tls)
         except BaseException:
             self.stop()

@@ -18,6 +18,7 @@ _M = _P + "/manage"
 ROUTES = [
     ("POST", _P + "/activate", device.activate),
     ("GET", _P + "/download", device.download),
+    ("HEAD", _P + "/download", device.download),  # headers only (deploy/nginx asks this way)
     ("GET", "/ip", device.ip),
     ("GET", _M + "/content/{model}/", content.list_or_sn),
     ("POST", _M + "/content/{model}/", content.create_or_delete),
@@ -104,8 +105,8 @@ class AccessLogger(AbstractAccessLogger):
     for --log-format json (logs.py): the procedure, body bytes and a hash of the credential."""
 
     def log(self, request, response, time):
-        try:
-            m = request.config_dict.get(METRICS)
+        try:  # the API's own application, else the one it is mounted in (the dashboard)
+            m = request.app.get(METRICS) or request.config_dict.get(METRICS)
         except (AttributeError, AssertionError):  # a request that never parsed: no app
             m = metrics.LAST
         name = m.observe(request, response, time) if m else metrics.procedure(request)
@@ -141,6 +142,7 @@ def make_app(server, metrics_token=None):
     app[SERVER] = server
     app[METRICS] = metrics.LAST = metrics.Metrics(metrics_token)
     app[fleetstatus.SEEN] = fleetstatus.Seen()
+    app[device.GRANTS] = device.Grants()
     app.on_response_prepare.append(_server_header)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)

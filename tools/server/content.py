@@ -92,6 +92,9 @@ async def send(request, srv, row):
     else:
         status, first, count = 206, span[0], span[1] - span[0] + 1
         headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{total}"
+    if request.method == "HEAD":  # what a GET would answer, without reading the blob
+        headers["Content-Length"] = str(count)
+        return web.Response(status=status, headers=headers)
     small = getattr(srv.blobs, "read_small", None)
     if status == 206 and small is not None and count <= srv.blobs.SMALL:
         # the device download pattern (64 KiB Ranges): one read, headers and body in one write

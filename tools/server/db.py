@@ -149,6 +149,20 @@ CREATE INDEX IF NOT EXISTS devstatus_state ON devstatus(model_id, state);
 CREATE INDEX IF NOT EXISTS devstatus_version_sn ON devstatus(model_id, version, sn);
 """
 
+# SQLite only (pgstore keeps no such counter): one counter, moved by every change that a
+# download's answer depends on (vendors, models, device credentials and state, serial numbers,
+# content), whichever process makes it; the download path keeps its answers while it stands
+# still (device.Grants).
+_GENERATION = """
+CREATE TABLE IF NOT EXISTS generation (n INTEGER NOT NULL);
+INSERT INTO generation SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM generation);
+""" + "".join(
+    f"CREATE TRIGGER IF NOT EXISTS gen_{table}_{op.lower()} AFTER {op} ON {table} "
+    "BEGIN UPDATE generation SET n = n + 1; END;\n"
+    for table in ("vendors", "models", "clients", "sns", "content")
+    for op in ("INSERT", "UPDATE", "DELETE")
+)
+
 # Bounds on what one serial number or alias may accumulate.
 ACTLOG_KEEP = 200
 DATA_KEEP = 1000
@@ -179,7 +193,7 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.executescript(_SCHEMA)
+        self.db.executescript(_SCHEMA + _GENERATION)
 
     def close(self):
         if self.db is not None:
@@ -499,6 +513,11 @@ class Store:
         if row is None:
             return None, None, None
         return row[:4], row[6], (row[4:6] if row[4] is not None else None)
+
+    async def generation(self):
+        """A number that changes with every change a download's answer depends on (see the
+        schema's `generation` table), in this process or another one on the same file."""
+        return self._one("SELECT n FROM generation")[0]
 
     # -- ranges ----------------------------------------------------------------------------
 

@@ -61,7 +61,7 @@ async def heard(request, model_id, sn):
     """A device call for (model_id, sn): record last_seen/address, throttled. Never fails
     the call it is part of."""
     address = peer(request)[0]
-    seen = request.config_dict.get(SEEN)
+    seen = request.app.get(SEEN) or request.config_dict.get(SEEN)
     if seen is not None and not seen.due((model_id, sn), address):
         return
     srv = request.app[SERVER]

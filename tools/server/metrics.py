@@ -29,6 +29,7 @@ _M = _P + "/manage"
 PROCEDURES = {
     ("POST", _P + "/activate"): "activate",
     ("GET", _P + "/download"): "download",  # list / info / content: see procedure()
+    ("HEAD", _P + "/download"): "download",
     ("GET", "/ip"): "ip",
     ("GET", _M + "/content/{model}/"): "content_list",
     ("POST", _M + "/content/{model}/"): "content_create_delete",
@@ -79,8 +80,14 @@ METRICS = web.AppKey("metrics", object)
 LAST = None  # the newest application's Metrics: for requests that never reached an app
 
 
+PROCEDURE = "exoprov.procedure"  # request[PROCEDURE]: set by a handler that knows its name
+
+
 def procedure(request):
     """The procedure name of a request: bounded, never built from what the client sent."""
+    known = request.get(PROCEDURE)
+    if known is not None:
+        return known
     try:
         resource = request.match_info.route.resource
     except (AttributeError, AssertionError, RuntimeError):
