@@ -8,6 +8,7 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import requests
 from serverkit import HEX40, add_content, add_sn, enable, new_model
 
 
@@ -154,3 +155,48 @@ def test_simultaneous_activations_of_one_sn_release_the_cik_once(make_server):
     with srv.session(cik=v["cik"]) as s:
         log = s.get(f"/provision/manage/model/{model}/once", params={"show": "log"}).text
     assert log.count(",activated") == 1
+
+
+def test_a_kept_download_answer_never_outlives_a_change_made_elsewhere(make_server, tmp_path):
+    """Two instances on one database: what instance A keeps of a download (device.Grants,
+    per CIK and query) holds only until a change made through instance B: a new upload is
+    served at once, a disabled serial number is refused at once."""
+    from tools.harness.launch import ServerProcess
+
+    a = make_server("--activation-limit", "0")
+    b = ServerProcess("--activation-limit", "0", workdir=tmp_path / "b", db=a.db)
+    try:
+        v = a.add_vendor()
+        first, second = os.urandom(200_000), os.urandom(150_000)
+        with a.session(cik=v["cik"]) as s:
+            model = new_model(s)
+            add_content(s, model, "fw", first, ctype="application/octet-stream")
+            add_sn(s, model, "k1")
+            enable(s, model, "k1", v["rid"])
+        r = requests.post(b.url + "/provision/activate", data={"vendor": v["vendor"],
+                          "model": model, "sn": "k1"}, timeout=30)  # fmt: skip
+        assert r.status_code == 200
+        cik = r.text.strip()
+        url = f"{a.url}/provision/download?vendor={v['vendor']}&model={model}&id=fw"
+        dev = requests.Session()
+        dev.headers["X-Exosite-CIK"] = cik
+
+        def part(first_byte):
+            return dev.get(url, headers={"Range": f"bytes={first_byte}-{first_byte + 99}"})
+
+        for off in (0, 100, 200):  # the same CIK and query each time: kept after the first
+            r = part(off)
+            assert (r.status_code, r.content) == (206, first[off : off + 100])
+        vb = requests.Session()
+        vb.headers["X-Exosite-CIK"] = v["cik"]
+        r = vb.post(f"{b.url}/provision/manage/content/{model}/fw", data=second,
+                    headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+        assert r.status_code == 205
+        r = part(0)
+        assert (r.status_code, r.content) == (206, second[:100])
+        assert r.headers["Content-Range"] == f"bytes 0-99/{len(second)}"
+        r = vb.post(f"{b.url}/provision/manage/model/{model}/k1", data={"disable": "true"})
+        assert r.status_code in (200, 205)
+        assert part(0).status_code == 401
+    finally:
+        b.stop()
