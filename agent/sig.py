@@ -110,27 +110,30 @@ def _block(m, h):
 
 
 # Every product is of two reduced numbers and reduced at once: no int grows past 512 bits, so
-# no allocation is larger than about 70 bytes (a fragmented heap has room for those).
+# no allocation is larger than about 70 bytes (a fragmented heap has room for those). A
+# remainder keeps the digits of its dividend (twice its own size); -(v) is a copy of exactly
+# v's size. So what stays live is negated: all four coordinates of a point negated are the
+# same point (projective), and a..d all negated leave every product below unchanged.
 
 
 def _add(p, q):  # RFC 8032 5.1.4, a = -1
-    a = (p[1] - p[0]) * (q[1] - q[0]) % _P
-    b = (p[1] + p[0]) * (q[1] + q[0]) % _P
-    c = p[3] * q[3] % _P * _D2 % _P
-    d = 2 * p[2] * q[2] % _P
+    a = -((p[1] - p[0]) * (q[1] - q[0]) % _P)
+    b = -((p[1] + p[0]) * (q[1] + q[0]) % _P)
+    c = -(p[3] * q[3] % _P * _D2 % _P)
+    d = -(2 * p[2] * q[2] % _P)
     e, f, g, h = b - a, d - c, d + c, b + a
-    return e * f % _P, g * h % _P, f * g % _P, e * h % _P
+    return -(e * f % _P), -(g * h % _P), -(f * g % _P), -(e * h % _P)
 
 
 def _dbl(p):
-    a = p[0] * p[0] % _P
-    b = p[1] * p[1] % _P
-    c = 2 * p[2] * p[2] % _P
+    a = -(p[0] * p[0] % _P)
+    b = -(p[1] * p[1] % _P)
+    c = -(2 * p[2] * p[2] % _P)
     h = a + b
-    e = h - (p[0] + p[1]) * (p[0] + p[1]) % _P
+    e = h + (p[0] + p[1]) * (p[0] + p[1]) % _P
     g = a - b
     f = c + g
-    return e * f % _P, g * h % _P, f * g % _P, e * h % _P
+    return -(e * f % _P), -(g * h % _P), -(f * g % _P), -(e * h % _P)
 
 
 def _point(s):
@@ -161,9 +164,8 @@ def _verify(pub, msg, sig):
     """The pure-Python check: is sig (64 bytes) pub's (32 bytes) signature of msg?"""
     if len(pub) != 32 or len(sig) != 64:
         return False
-    s = int.from_bytes(sig[32:], "little")
     a = _point(pub)
-    if a is None or s >= _L:
+    if a is None or int.from_bytes(sig[32:], "little") >= _L:
         return False
     r = memoryview(sig)[:32]
     h = getattr(hashlib, "sha512", None)
@@ -174,8 +176,10 @@ def _verify(pub, msg, sig):
         h = h.digest()
     else:
         h = _sha512(r, pub, msg)
-    k = int.from_bytes(h, "little") % _L
-    a = (_P - a[0], a[1], 1, _P - a[3])  # -A
+    # the scalars' bits are read from their bytes: no big-int shift per bit
+    k = (int.from_bytes(h, "little") % _L).to_bytes(32, "little")
+    s = memoryview(sig)[32:]
+    a = (-a[0], a[1], 1, -a[3])  # -A (negative coordinates are fine: products are reduced)
     # the base point (y = 4/5, x even), as constants: decoding it costs a pow() and its heap
     b = (
         15112221349535400772501151409588531511454012693041857206046113283949847762202,
@@ -183,14 +187,15 @@ def _verify(pub, msg, sig):
         1,
         46827403850823179245072216630277197565144205554125654976674165829533817101731,
     )
-    both = _add(b, a)
+    b = (b, a, _add(b, a))
+    a = None
     q = (0, 1, 1, 0)
     for i in range(252, -1, -1):  # [s]B + [k](-A), both scalars below 2^253
         q = _dbl(q)
-        j = (s >> i & 1) | (k >> i & 1) << 1
+        j = (s[i >> 3] >> (i & 7) & 1) | (k[i >> 3] >> (i & 7) & 1) << 1
         if j:
-            q = _add(q, (b, a, both)[j - 1])
-    z = pow(q[2], _P - 2, _P)
+            q = _add(q, b[j - 1])
+    z = pow(q[2] % _P, _P - 2, _P)
     x, y = q[0] * z % _P, q[1] * z % _P
     return (y | (x & 1) << 255).to_bytes(32, "little") == bytes(sig[:32])
 
