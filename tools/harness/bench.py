@@ -486,6 +486,7 @@ def bench_server(b, clients=50, secs=8, rounds=2):
         )
         c1 = stack.enter_context(Cluster(instances=2, db=b.srv.db, extra=off))
         c2 = stack.enter_context(Cluster(instances=2, workers=2, db=b.srv.db, extra=off))
+        c0 = stack.enter_context(Cluster(instances=2, db=b.srv.db, extra=off, grant_ttl="0s"))
         rows = [
             ("nginx, static file (HTTP)", f"http://127.0.0.1:{http}/image.bin", ()),
             ("nginx, static file (HTTPS)", f"https://127.0.0.1:{https}/image.bin", ()),
@@ -493,6 +494,7 @@ def bench_server(b, clients=50, secs=8, rounds=2):
             ("exoprov server --workers 2 (HTTP)", w2.url + q, hdr),
             ("nginx (TLS) + 2 exoprov instances: the deploy/nginx recipe", c1.url + q, hdr),
             ("nginx (TLS) + 2 instances x --workers 2", c2.url + q, hdr),
+            ("nginx (TLS) + 2 instances, grants not kept (each request asked)", c0.url + q, hdr),
         ]
         best = {label: (0.0, 0) for label, _u, _h in rows}
         for i in range(rounds):
@@ -509,7 +511,7 @@ def bench_server(b, clients=50, secs=8, rounds=2):
     for label, _u, _h in rows:
         rps, errors = best[label]
         ref = base_tls if "TLS" in label or "HTTPS" in label else base
-        log(f"  {label:<60} {rps:>8.0f} req/s  {rps / ref:5.2f}x" + (f"  {errors} errors"
+        log(f"  {label:<66} {rps:>8.0f} req/s  {rps / ref:5.2f}x" + (f"  {errors} errors"
             if errors else ""))  # fmt: skip
     ciks = [b.activate(b.new_sn()) for _ in range(clients)]
     ours, t_ours = _fetch_all([(b.blob_url(), {"X-Exosite-CIK": c}) for c in ciks], clients)

@@ -1,9 +1,9 @@
 """Content blobs as files: streamed in to a temporary file then renamed, streamed out in
 chunks. Neither direction holds a whole blob in memory."""
 
-import asyncio
 import os
 import secrets
+import socket
 import time
 
 from .util import read_chunk, too_large
@@ -84,10 +84,9 @@ class Blobs:
                 self._unlink(tmp)
         return name, size
 
-    def read_small(self, name, first, count):
-        """Bytes [first, first + count) of blob `name` (a Range answer, at most SMALL bytes)
-        from a cached descriptor: blob files are never rewritten, only replaced under a new
-        name. None when the blob is gone."""
+    def _fd(self, name):
+        """A cached read-only descriptor of blob `name` (None when it is gone): blob files are
+        never rewritten, only replaced under a new name."""
         fd = self._fds.get(name)
         if fd is None:
             try:
@@ -97,7 +96,19 @@ class Blobs:
             while len(self._fds) >= _FDS_MAX:
                 os.close(self._fds.pop(next(iter(self._fds))))
             self._fds[name] = fd
-        return os.pread(fd, count, first)
+        return fd
+
+    def read_small(self, name, first, count):
+        """Bytes [first, first + count) of blob `name` (a Range answer, at most SMALL bytes).
+        None when the blob is gone."""
+        fd = self._fd(name)
+        return None if fd is None else os.pread(fd, count, first)
+
+    @staticmethod
+    def zero_copy(request):
+        """True when send() can hand the bytes to the kernel (sendfile(2)): a plain TCP
+        connection, not TLS."""
+        return _plain_socket(request.transport) is not None
 
     def _forget(self, name):
         fd = self._fds.pop(name, None)
@@ -105,31 +116,76 @@ class Blobs:
             os.close(fd)
 
     async def send(self, request, response, name, first, count):
-        """Stream `count` bytes of blob `name` from `first` as the body of `response`: with
-        sendfile(2) where the transport allows it (plain TCP), else in CHUNK reads."""
+        """Stream `count` bytes of blob `name` from `first` as the body of `response` (its
+        headers not sent yet). On plain TCP the kernel copies them from the page cache to the
+        socket (sendfile(2), the headers corked in front of them); whenever the socket is
+        full, one CHUNK goes through the transport, whose flow control wakes us up once it
+        has all gone. Under TLS, read and written in CHUNKs. -> response, or None when the
+        blob is gone (replaced or deleted since the row was read)."""
+        fd = self._fd(name)
+        if fd is None:
+            return None
+        writer = await response.prepare(request)
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("connection lost")
+        sock = _plain_socket(transport)
+        pos, end = first, first + count
+        limits = None
+        if sock is not None:
+            limits = transport.get_write_buffer_limits()
+            transport.set_write_buffer_limits(high=1, low=0)  # drain() = all of it sent
+            _cork(sock, True)
         try:
-            f = open(self.path(name), "rb")
-        except FileNotFoundError:
-            return None  # replaced or deleted since the row was read
-        with f:
-            await response.prepare(request)
-            transport = request.transport
-            if transport is None:
-                raise ConnectionResetError("connection lost")
-            try:
-                # the kernel copies page cache to socket; a short file just sends less and
-                # the client sees the connection cut short, as below
-                if count > 0:
-                    loop = asyncio.get_running_loop()
-                    await loop.sendfile(transport, f, first, count, fallback=False)
-            except NotImplementedError:  # TLS, or a loop without sendfile
-                f.seek(first)
-                left = count
-                while left > 0:
-                    chunk = f.read(min(CHUNK, left))
-                    if not chunk:
-                        break  # the file shrank under us: the connection is cut short
-                    left -= len(chunk)
-                    await response.write(chunk)
+            getattr(writer, "send_headers", lambda: None)()  # aiohttp >= 3.10 buffers them
+            while pos < end:
+                if transport.is_closing():
+                    raise ConnectionResetError("connection lost")
+                if sock is not None and not transport.get_write_buffer_size():
+                    try:
+                        n = os.sendfile(sock.fileno(), fd, pos, end - pos)
+                    except (BlockingIOError, InterruptedError):
+                        n = None  # the socket is full
+                    if limits is not None:
+                        _cork(sock, False)
+                    if n == 0:
+                        break  # the file is shorter than its row says
+                    if n:
+                        pos += n
+                        writer.output_size += n
+                        writer.buffer_size += n
+                        continue
+                chunk = os.pread(fd, min(CHUNK, end - pos), pos)
+                if not chunk:
+                    break
+                pos += len(chunk)
+                await response.write(chunk)
+                await writer.drain()
+        finally:
+            if sock is not None:
+                _cork(sock, False)
+                if not transport.is_closing():
+                    transport.set_write_buffer_limits(high=limits[1], low=limits[0])
+        if pos < end:
+            response.force_close()  # the client must see the answer cut short
         await response.write_eof()
         return response
+
+
+def _plain_socket(transport):
+    """The socket under a plain TCP transport, None under TLS (or without one)."""
+    if transport is None or transport.get_extra_info("sslcontext") is not None:
+        return None
+    if transport.get_extra_info("ssl_object") is not None:
+        return None
+    sock = transport.get_extra_info("socket")
+    if sock is None or getattr(sock, "type", None) != socket.SOCK_STREAM:
+        return None
+    return sock
+
+
+def _cork(sock, on):
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))
+    except (OSError, AttributeError):  # not Linux, or the connection is gone
+        pass
