@@ -121,19 +121,18 @@ def _add(p, q):  # RFC 8032 5.1.4, a = -1
     b = -((p[1] + p[0]) * (q[1] + q[0]) % _P)
     c = -(p[3] * q[3] % _P * _D2 % _P)
     d = -(2 * p[2] * q[2] % _P)
-    e, f, g, h = b - a, d - c, d + c, b + a
-    return -(e * f % _P), -(g * h % _P), -(f * g % _P), -(e * h % _P)
+    a, b, c, d = b - a, d - c, d + c, b + a  # e, f, g, h: the names reused, a..d freed
+    return -(a * b % _P), -(c * d % _P), -(b * c % _P), -(a * d % _P)
 
 
 def _dbl(p):
     a = -(p[0] * p[0] % _P)
     b = -(p[1] * p[1] % _P)
     c = -(2 * p[2] * p[2] % _P)
-    h = a + b
-    e = h + (p[0] + p[1]) * (p[0] + p[1]) % _P
-    g = a - b
-    f = c + g
-    return -(e * f % _P), -(g * h % _P), -(f * g % _P), -(e * h % _P)
+    a, b = a - b, a + b  # g, h
+    d = b + (p[0] + p[1]) * (p[0] + p[1]) % _P  # e
+    c += a  # f
+    return -(d * c % _P), -(a * b % _P), -(c * a % _P), -(d * b % _P)
 
 
 def _point(s):
@@ -162,11 +161,9 @@ def _point(s):
 
 def _verify(pub, msg, sig):
     """The pure-Python check: is sig (64 bytes) pub's (32 bytes) signature of msg?"""
-    if len(pub) != 32 or len(sig) != 64:
+    if len(pub) != 32 or len(sig) != 64 or int.from_bytes(sig[32:], "little") >= _L:
         return False
-    a = _point(pub)
-    if a is None or int.from_bytes(sig[32:], "little") >= _L:
-        return False
+    # the hash first, A after: the SHA-512 words and A's point are never live together
     r = memoryview(sig)[:32]
     h = getattr(hashlib, "sha512", None)
     if h:
@@ -178,7 +175,11 @@ def _verify(pub, msg, sig):
         h = _sha512(r, pub, msg)
     # the scalars' bits are read from their bytes: no big-int shift per bit
     k = (int.from_bytes(h, "little") % _L).to_bytes(32, "little")
+    h = r = None
     s = memoryview(sig)[32:]
+    a = _point(pub)
+    if a is None:
+        return False
     a = (-a[0], a[1], 1, -a[3])  # -A (negative coordinates are fine: products are reduced)
     # the base point (y = 4/5, x even), as constants: decoding it costs a pow() and its heap
     b = (
