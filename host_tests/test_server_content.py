@@ -269,3 +269,46 @@ def test_last_modified_names_one_upload(vclient):
     r = vclient.get(url, params=q, headers={"Range": "bytes=0-1", "If-Range": first})
     assert r.status_code == 200 and r.content == b"second"
     assert r.headers["Last-Modified"] != first
+
+
+def _slow_get(server, path, headers, pause=0.5):
+    """A GET on a raw socket with a small receive buffer that reads nothing for `pause`
+    seconds (the server's socket fills up), then everything: -> (head, body)."""
+    import socket
+
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    s.connect(("127.0.0.1", server.port))
+    lines_ = [f"GET {path} HTTP/1.1", "Host: x", "Connection: close"]
+    lines_ += [f"{k}: {v}" for k, v in headers.items()]
+    s.sendall(("\r\n".join(lines_) + "\r\n\r\n").encode())
+    time.sleep(pause)
+    buf = bytearray()
+    s.settimeout(30)
+    while True:
+        got = s.recv(16384)
+        if not got:
+            break
+        buf += got
+    s.close()
+    head, _, body = bytes(buf).partition(b"\r\n\r\n")
+    return head.decode("latin-1"), body
+
+
+def test_a_slow_reader_gets_every_byte(server, vendor, vclient):
+    """The server's socket fills while the client does not read: the answer continues from
+    where the kernel stopped (sendfile on plain TCP, then the transport), byte for byte."""
+    import hashlib
+    import os
+
+    model = new_model(vclient)
+    data = os.urandom(6 * 1024 * 1024 + 7)
+    add_content(vclient, model, "big", data, ctype="application/octet-stream")
+    cik = device(server, vendor, vclient, model, "slow1")
+    path = f"/provision/download?vendor={vendor['vendor']}&model={model}&id=big"
+    head, body = _slow_get(server, path, {"X-Exosite-CIK": cik})
+    assert head.startswith("HTTP/1.1 200")
+    assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
+    head, body = _slow_get(server, path, {"X-Exosite-CIK": cik, "Range": "bytes=5-1048580"})
+    assert head.startswith("HTTP/1.1 206")
+    assert body == data[5:1048581]
