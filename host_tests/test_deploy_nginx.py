@@ -133,6 +133,7 @@ def test_downloads_from_nginx_cache_answer_as_an_instance_does(cluster):
     fleet.model("cm")
     data = os.urandom(3 * 1024 * 1024 + 123)  # four slices, the last one short
     fleet.content("cm", "fw", data, version=1)
+    fleet.content("cm", "empty", b"", version=1)
     fleet.add_sn("cm", "c1")
     fleet.enable("cm", "c1")
     direct = cluster.servers[0].url  # an instance, not through nginx
@@ -163,7 +164,13 @@ def test_downloads_from_nginx_cache_answer_as_an_instance_does(cluster):
         ("&id=fw", {"Range": "bytes=-10"}),
         ("&id=fw", {"Range": "bytes=3145700-"}),
         ("&id=fw", {"Range": "bytes=3145700-99999999"}),
-        ("&id=fw", {"Range": "bytes=99999999-"}),  # 416
+        ("&id=fw", {"Range": "bytes=99999999-"}),  # 416, and past the end in the last slice:
+        ("&id=fw", {"Range": "bytes=3145851-"}),
+        ("&id=fw", {"Range": "bytes=3145851-3145900"}),
+        ("&id=fw", {"Range": "bytes=4194304-"}),
+        ("&id=fw", {"Range": "bytes=3145850-"}),
+        ("&id=empty", {"Range": "bytes=0-9"}),  # a content of 0 bytes
+        ("&id=empty", {}),
         ("&id=fw", {"Range": "bytes=0-1,5-6"}),  # not one range: ignored, whole
         ("&id=fw", {"Range": "bytes=9-1"}),  # not a range (ignored), nor those below
         ("&id=fw", {"Range": "bytes=10-9"}),

@@ -85,8 +85,10 @@ async def send(request, srv, row):
     if byteranges.if_range_matches(request.headers.get("If-Range"), etag, row["updated"]):
         try:
             span = byteranges.parse(request.headers.get("Range"), total)
-        except byteranges.Unsatisfiable:
-            raise ApiError(416, "range not satisfiable", {"Content-Range": f"bytes */{total}"})
+        except byteranges.Unsatisfiable:  # with the validators of what was asked for
+            extra = {"Content-Range": f"bytes */{total}", "ETag": etag}
+            extra["Last-Modified"] = headers["Last-Modified"]
+            raise ApiError(416, "range not satisfiable", extra)
     if span is None:
         status, first, count = 200, 0, total
     else:
