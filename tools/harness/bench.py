@@ -21,8 +21,9 @@
 - server: requests per second for 50 keep-alive clients (wrk) fetching 64 KiB Range
   requests of one blob, side by side: nginx serving the blob as a static file (HTTP and
   HTTPS), `exoprov server`, `exoprov server --workers 2`, and the shipped production
-  arrangement (deploy/nginx: nginx terminating TLS before 2 instances, also with 2 workers
-  each), with ratios to nginx; then whole-blob throughput (50 curl clients) against nginx.
+  arrangement (deploy/nginx: nginx terminating TLS before 2 instances on SQLite, also with 2
+  workers each, also with its grants not kept, and on PostgreSQL), with ratios to nginx;
+  then whole-blob throughput (50 curl clients) against nginx.
   nginx and wrk are installed with apt-get when missing (as root), else the step stops
   saying so;
 - rss: the server's RSS high-water mark (VmHWM) around a 256 MiB upload and download, on
@@ -481,6 +482,17 @@ def bench_server(b, clients=50, secs=8, rounds=2):
     with ExitStack() as stack:
         static, http, https = _static_nginx(b, nginx, static_dir, certs)
         stack.callback(static.stop)
+        # the recipe as shipped: its instances on PostgreSQL (the same blob, its own device)
+        from tools.harness.pgkit import EmbeddedPostgres
+
+        pg = EmbeddedPostgres()
+        stack.callback(pg.close)
+        bp = Bench(b.size, db=pg.new_database())
+        stack.callback(bp.close)
+        bp.set_image(b.size, "3")
+        hdr_pg = [f"X-Exosite-CIK: {bp.activate(bp.new_sn())}"]
+        q_pg = f"/provision/download?vendor={bp.vendor['vendor']}&model={MODEL}&id={bp.cid}"
+        cp = stack.enter_context(Cluster(instances=2, db=bp.srv.db, extra=off))
         w2 = stack.enter_context(
             ServerProcess("--workers", "2", *off, db=b.srv.db, workdir=b.tmp / "w2")
         )
@@ -495,6 +507,11 @@ def bench_server(b, clients=50, secs=8, rounds=2):
             ("nginx (TLS) + 2 exoprov instances: the deploy/nginx recipe", c1.url + q, hdr),
             ("nginx (TLS) + 2 instances x --workers 2", c2.url + q, hdr),
             ("nginx (TLS) + 2 instances, grants not kept (each request asked)", c0.url + q, hdr),
+            (
+                "nginx (TLS) + 2 instances on PostgreSQL (the recipe as shipped)",
+                cp.url + q_pg,
+                hdr_pg,
+            ),
         ]
         best = {label: (0.0, 0) for label, _u, _h in rows}
         for i in range(rounds):
