@@ -153,6 +153,33 @@ def test_device_download(server, vendor, vclient, blob_model):
         assert v.get("/provision/download", params=q).status_code == 401
 
 
+def test_head_of_a_download_is_its_get_without_the_bytes(server, vendor, vclient, blob_model):
+    """HEAD /provision/download (what deploy/nginx asks before serving from its cache): the
+    status and headers of the same GET, no body; refusals the same as the GET's."""
+    cik = device(server, vendor, vclient, blob_model, "head1")
+    q = {"vendor": vendor["vendor"], "model": blob_model, "id": "fw"}
+    keys = ("Content-Type", "Content-Length", "Content-Range", "ETag", "Last-Modified")
+    cases = [
+        (cik, q, {}),
+        (cik, q, {"Range": "bytes=10-19"}),
+        (cik, q, {"Range": "bytes=5000-"}),
+        (cik, {**q, "id": "nosuch"}, {}),
+        (cik, {**q, "model": "nosuch"}, {}),
+        (cik, {**q, "info": "true"}, {}),
+        ("f" * 40, q, {}),
+        (vendor["cik"], q, {}),
+    ]
+    with server.session() as d:
+        for who, params, headers in cases:
+            headers = {**headers, "X-Exosite-CIK": who}
+            g = d.get("/provision/download", params=params, headers=headers)
+            h = d.head("/provision/download", params=params, headers=headers)
+            assert h.status_code == g.status_code, (params, headers)
+            assert h.content == b""
+            for k in keys:
+                assert h.headers.get(k) == g.headers.get(k), (params, headers, k)
+
+
 def _member(s, model, gid, type_, mid, expire=0):
     r = s.post(
         f"/provision/manage/group/{model}/{gid}/",
