@@ -6,11 +6,13 @@ import sys
 
 from .compat import const
 
-# MicroPython: a collection after every _GC bytes allocated. The allocator takes the next free
-# blocks after the last allocation until a collection, so without it the objects that stay
-# (record, journal, headers, the CIK) end up scattered over the heap between garbage, and a
-# small heap has room for the whole flow but not for its larger blocks (a record, a request).
-# The full flow then runs in about 2 KiB less heap; what it costs is time in the collector.
+# MicroPython: a collection after every 1/32 of the heap allocated, at least _GC bytes. The
+# allocator takes the next free blocks after the last allocation until a collection, so
+# without it the objects that stay (record, journal, headers, the CIK) end up scattered over
+# the heap between garbage, and a small heap has room for the whole flow but not for its
+# larger blocks (a record, a request): the full flow then needs about 2 KiB less. What it
+# costs is time in the collector (a collection is quick on a small heap; the signature
+# check, which makes the most garbage, takes about twice as long).
 _GC = const(512)
 
 # "agent" on a board, "exoprov.agent" in the installed package: boards/ sits beside it.
@@ -31,7 +33,7 @@ def main(argv=None):
     import gc
 
     if hasattr(gc, "threshold"):
-        gc.threshold(_GC)
+        gc.threshold(max(_GC, (gc.mem_free() + gc.mem_alloc()) // 32))
     if len(argv) != 1 or argv[0].startswith("-"):
         print("usage: exoprov agent CONFIG.json", file=sys.stderr)
         return 2
