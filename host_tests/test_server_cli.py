@@ -85,3 +85,19 @@ def test_port_in_use_is_one_line_error(server, tmp_path):
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert r.returncode == 1
     assert "exoprov server:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_admin_takes_the_database_from_exoprov_db(tmp_path):
+    """`exoprov admin` finds the server's database as `exoprov server` does: --db, else
+    $EXOPROV_DB; with neither, a usage error."""
+    import json
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "EXOPROV_DB"}
+    r = exoprov("admin", "list-vendors", check=False, env=env)
+    assert r.returncode == 2 and "--db" in r.stderr
+    env["EXOPROV_DB"] = str(tmp_path / "env.db")
+    made = json.loads(exoprov("admin", "add-vendor", "envvendor", env=env).stdout)
+    assert exoprov("admin", "list-vendors", env=env).stdout.split(",")[0] == "envvendor"
+    listed = exoprov("admin", "list-vendors", "--db", tmp_path / "env.db").stdout
+    assert made["rid"] in listed

@@ -276,10 +276,12 @@ def _admin_args(argv):
     sub = p.add_subparsers(dest="cmd", required=True)
     add = sub.add_parser("add-vendor", help="create a vendor and print its CIK and RID as JSON")
     add.add_argument("name")
-    add.add_argument("--db", required=True)
+    db = {"default": storage.default_db(), "required": storage.default_db() is None,
+          "help": "the server's database (default: $EXOPROV_DB)"}  # fmt: skip
+    add.add_argument("--db", **db)
     add.add_argument("--if-missing", action="store_true", help="print an existing vendor")
     ls = sub.add_parser("list-vendors", help="vendor names and rids (never CIKs)")
-    ls.add_argument("--db", required=True)
+    ls.add_argument("--db", **db)
     return p.parse_args(argv)
 
 
