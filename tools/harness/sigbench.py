@@ -7,7 +7,8 @@
   with agent/ frozen in, e.g. a 32-bit one from `exoprov build --firmware unix`): the time of
   one Ed25519 verify (median of 7), the heap its import takes, and the extra heap one verify
   needs: the smallest `-X heapsize` (bisected, 64-byte steps) with the verify minus the
-  smallest without it, the same script otherwise;
+  smallest without it, the same script otherwise; then the time again at a 12 KiB heap with
+  the collection threshold the agent sets (agent/main.py);
 - CPython: one verify through `cryptography` and through the pure-Python fallback;
 - with --flow: the smallest heap (256-byte steps) of the agent's full flow (activate, list, info, a
   256 KiB download, verify, apply) under the venv's unix port, with and without `pubkeys`.
@@ -41,6 +42,8 @@ SCRIPT = """
 import gc, time
 from binascii import unhexlify as u
 pk, m, s = u(%r), u(%r), u(%r)
+if %r:
+    gc.threshold(%r)
 gc.collect()
 a = gc.mem_alloc()
 from agent import sig
@@ -61,10 +64,10 @@ def log(*a):
     print("sigbench:", *a, flush=True)
 
 
-def run_mp(binary, path, verify, heap=None, n=7):
+def run_mp(binary, path, verify, heap=None, n=7, th=0):
     d = Path(tempfile.mkdtemp(prefix="sigbench-"))
     try:
-        (d / "t.py").write_text(SCRIPT % (PK, MSG, SIG, verify, n))
+        (d / "t.py").write_text(SCRIPT % (PK, MSG, SIG, th, th, verify, n))
         cmd = [str(binary)] + (["-X", f"heapsize={heap}"] if heap else []) + ["t.py"]
         env = dict(os.environ)
         env.pop("MICROPYPATH", None)
@@ -97,6 +100,14 @@ def bench_mp(name, binary, path):
         f"first {ts[0] / 1000:.1f} ms); import heap {lines['import']} bytes; smallest heap "
         f"{base} bytes without a verify, {with_v} with one: extra {with_v - base} bytes"
     )
+    # as in the agent on a small board: a 12 KiB heap, a collection every 512 bytes allocated
+    # (agent/main.py's gc.threshold), which the check's garbage makes run often
+    out = run_mp(binary, path, True, 12 * 1024, 7, 512)
+    if out is not None:
+        ts = [int(x) for x in dict(ln.split(" ", 1) for ln in out.splitlines() if " " in ln)
+              ["times"].split()]  # fmt: skip
+        log(f"{name}: one verify at a 12 KiB heap with gc.threshold(512) as the agent sets it: "
+            f"{statistics.median(ts) / 1000:.1f} ms (median of {len(ts)})")  # fmt: skip
 
 
 def bench_cpython():
