@@ -3,7 +3,7 @@
 `python -m tools.harness.bench [--size-mib 32] [--heap 64] [--only NAME...]` measures, in one run:
 
 - agent: download throughput of the agent under the MicroPython unix port (boards/unix.py,
-  its defaults: 64 KiB Range requests through a 4 KiB buffer) fetching a SIZE image from the
+  its defaults: 64 KiB Range requests through a 1 KiB buffer) fetching a SIZE image from the
   project's server, against micropython-lib `requests` (frozen into the same `micropython`)
   doing 4 KiB Range requests under the same `-X heapsize`, and against `curl` fetching the
   same content from the same server (one GET); ratios printed;
@@ -246,7 +246,7 @@ def bench_download(b, heap_k):
         log(f"agent: FAILED at heap {heap_k}K: {' | '.join(lines[-3:])}")
         return
     agent = b.size / secs
-    log(f"agent (MicroPython unix port, heap {heap_k}K, 64 KiB Range requests, 4 KiB buffer): "
+    log(f"agent (MicroPython unix port, heap {heap_k}K, 64 KiB Range requests, 1 KiB buffer): "
         f"{mib:.0f} MiB in {secs:.2f} s = {fmt_rate(b.size, secs)}")  # fmt: skip
     ok4, secs4, _lines = b.agent_run(heap_k, chunk=4096)
     ok, rsecs, out = b.requests_run(heap_k)
