@@ -288,7 +288,7 @@ SMALL_HEAPS = [
 
 @pytest.mark.parametrize("heap", SMALL_HEAPS)
 def test_small_heap_full_flow_compiled(fleet, tmp_path, mpy, heap):
-    """Activate, list, info, 1 MiB download in 64 KiB ranges through a 4 KiB buffer, verify,
+    """Activate, list, info, 1 MiB download in 64 KiB ranges through a 1 KiB buffer, verify,
     apply, then confirm: all under `micropython -X heapsize=...` running the .mpy files."""
     sn = fleet.sn("sn-heap")
     data = os.urandom(MIB)
