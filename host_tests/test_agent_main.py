@@ -76,3 +76,28 @@ def test_exoprov_agent_entry_point_and_usage(tmp_path):
         [sys.executable, "-m", "exoprov.cli", "agent"], cwd=ROOT, capture_output=True, timeout=30
     )
     assert r.returncode == 2 and b"usage" in r.stderr
+
+
+def test_buffer_is_the_boards_unless_configured():
+    import types
+
+    from agent import config
+
+    class Board:
+        name, block, buffer = "b", 4096, 1024
+
+        def __init__(self, cfg):
+            pass
+
+    mod = types.SimpleNamespace(Board=Board)
+    for given, want in ((None, 1024), (512, 512), (8192, 8192)):
+        cfg = {"buffer": given, "chunk": 65536, "sn": "s"}
+        config.board(cfg, mod)
+        assert cfg["buffer"] == want
+    for given, chunk, key in (
+        (3000, 6000, "buffer"),
+        (1024, 2048, "chunk"),
+        (8192, 12288, "chunk"),
+    ):
+        with pytest.raises(config.BadConfig, match="^" + key):
+            config.board({"buffer": given, "chunk": chunk, "sn": "s"}, mod)

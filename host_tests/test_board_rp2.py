@@ -278,6 +278,33 @@ def test_apply_twice_keeps_previous(dev):
     assert ptr(dev) == ["app_b", "app_a", "ok"]
 
 
+def test_slot_commits_at_block_ends_and_at_the_image_end(dev):
+    # the agent writes 1 KiB pieces (Board.buffer): LittleFS commits (flush) only where the
+    # journal can advance, at a 4 KiB block's end, and at the image's end
+    body = """
+d = bytes(range(256)) * 41 + b"xyz"
+b.slot_begin(len(d))
+class F:
+    def __init__(s, f):
+        s.f, s.pos, s.at = f, 0, []
+    def seek(s, o):
+        s.pos = o
+        return s.f.seek(o)
+    def write(s, x):
+        s.pos += len(x)
+        return s.f.write(x)
+    def flush(s):
+        s.at.append(s.pos)
+        s.f.flush()
+b._f = F(b._file())
+mv = memoryview(d)
+for off in range(0, len(d), 1024):
+    b.slot_write(off, mv[off:off + 1024])
+print(json.dumps(b._f.at))
+"""
+    assert out(boot(dev, body)) == [4096, 8192, 41 * 256 + 3]
+
+
 def test_resume_after_reset_mid_download(dev):
     path = bundle(
         dev, "big", APP_OK % (str(dev[1]), "big"), [("blob.bin", bytes(range(256)) * 60)]
