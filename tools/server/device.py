@@ -88,7 +88,7 @@ class Grants:
     small query per request instead of the credential, model and content lookups. Only what
     cannot change with time alone is kept: a blob of unprotected content to an activated
     device (a protected one's visibility also ends when a group membership expires). A store
-    without `generation` (PostgreSQL) keeps nothing."""
+    whose generation is None (PostgreSQL) keeps nothing."""
 
     MAX = 4096
 
@@ -98,10 +98,11 @@ class Grants:
 
     async def get(self, store, key):
         """-> (generation to put() with, kept answer or None)."""
-        current = getattr(store, "generation", None)
-        if current is None or key[0] is None:
+        if key[0] is None:
             return None, None
-        gen = await current()
+        gen = await store.generation()
+        if gen is None:  # a store without the counter (pgstore)
+            return None, None
         if gen != self.gen:
             self._kept.clear()
             self.gen = gen

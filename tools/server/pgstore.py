@@ -547,6 +547,12 @@ class PgStore:
         """(model_id, sn) of the serial number this device client belongs to, or None."""
         return await self._one("SELECT model_id, sn FROM sns WHERE client_rid = ?", client_rid)
 
+    async def generation(self):
+        """None: no change counter here (db.py keeps one in SQLite by trigger; here every
+        writer would queue on its row), so the download path keeps nothing (device.Grants)
+        and asks the database at every request."""
+        return None
+
     async def device_view(self, cik, vendor, model):
         """The download path's lookups in one query: (client_by_cik row or None, id of model
         `model` of vendor `vendor` or None, sn_of_client row or None)."""
