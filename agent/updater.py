@@ -78,7 +78,7 @@ def check(cand, rec, cfg):
     from . import sig  # only with pubkeys: a board without them never loads it
 
     try:
-        s = unhexlify(meta.get("sig") or "")
+        s = unhexlify(meta.pop("sig", None) or "")  # popped: its hex is not live in the check
     except ValueError:
         s = b""
     s = sig.verify(keys[name], message(cfg["model"], cid, ver, size, sha, rb), s)
