@@ -63,9 +63,12 @@ def _w(m, i):  # word i (mod 16) of the block in m
 
 def _sha512(*parts):
     """SHA-512 digest of the concatenated parts (bytes-like), for a hashlib without one.
-    One 128-byte block at a time (no padded copy of the message), its schedule kept in it."""
+    One 128-byte block at a time (no padded copy of the message), its schedule kept in it;
+    the state in 64 bytes, not 8 big ints (a 64-bit int takes 32 bytes of a 32-bit heap)."""
     m = bytearray(128)
-    h = [_k(80 + i) for i in range(8)]
+    h = bytearray(64)
+    for i in range(8):
+        h[8 * i : 8 * i + 8] = _k(80 + i).to_bytes(8, "big")
     pos = n = 0
     for part in parts:
         part = memoryview(part)
@@ -87,12 +90,12 @@ def _sha512(*parts):
     m[pos:112] = bytes(112 - pos)
     m[112:] = (n * 8).to_bytes(16, "big")
     _block(m, h)
-    return b"".join(x.to_bytes(8, "big") for x in h)
+    return bytes(h)
 
 
 def _block(m, h):
-    # one SHA-512 compression of the 128 bytes in m into h (a list of 8 words)
-    a, b, c, d, e, f, g, k = h
+    # one SHA-512 compression of the 128 bytes in m into the state h (8 words, 64 bytes)
+    a, b, c, d, e, f, g, k = (_w(h, i) for i in range(8))
     for i in range(80):
         x = _w(m, i)
         if i > 15:
@@ -106,7 +109,7 @@ def _block(m, h):
         y = (_r(a, 28) ^ _r(a, 34) ^ _r(a, 39)) + ((a & b) ^ (a & c) ^ (b & c))
         a, b, c, d, e, f, g, k = (x + y) & _M, a, b, c, (d + x) & _M, e, f, g
     for i, x in enumerate((a, b, c, d, e, f, g, k)):
-        h[i] = (h[i] + x) & _M
+        h[8 * i : 8 * i + 8] = ((_w(h, i) + x) & _M).to_bytes(8, "big")
 
 
 # Every product is of two reduced numbers and reduced at once: no int grows past 512 bits, so
