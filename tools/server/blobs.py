@@ -104,12 +104,6 @@ class Blobs:
         fd = self._fd(name)
         return None if fd is None else os.pread(fd, count, first)
 
-    @staticmethod
-    def zero_copy(request):
-        """True when send() can hand the bytes to the kernel (sendfile(2)): a plain TCP
-        connection, not TLS."""
-        return _plain_socket(request.transport) is not None
-
     def _forget(self, name):
         fd = self._fds.pop(name, None)
         if fd is not None:
