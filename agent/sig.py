@@ -2,9 +2,9 @@
 
 Arbitrary-precision ints, pow(a, e, m) and hashlib: no C module. SHA-512 is computed here when
 hashlib has none (MicroPython ships sha256 only). Points are extended coordinates (x, y, z, t)
-and [s]B - [k]A is one double-and-add pass over both scalars (Straus), so the extra heap is a
-few points, not tables. CPython uses the `cryptography` package when it is installed.
-Imported only when the configuration has `pubkeys`.
+and [s]B - [k]A is one double-and-add pass over both scalars (B or -A added per set bit), so
+the extra heap is a few points, not tables. CPython uses the `cryptography` package when it
+is installed. Imported only when the configuration has `pubkeys`.
 """
 
 import hashlib
@@ -191,14 +191,13 @@ def _verify(pub, msg, sig):
         1,
         46827403850823179245072216630277197565144205554125654976674165829533817101731,
     )
-    b = (b, a, _add(b, a))
-    a = None
     q = (0, 1, 1, 0)
     for i in range(252, -1, -1):  # [s]B + [k](-A), both scalars below 2^253
         q = _dbl(q)
-        j = (s[i >> 3] >> (i & 7) & 1) | (k[i >> 3] >> (i & 7) & 1) << 1
-        if j:
-            q = _add(q, b[j - 1])
+        if s[i >> 3] >> (i & 7) & 1:
+            q = _add(q, b)
+        if k[i >> 3] >> (i & 7) & 1:  # no B - A kept for both bits: four numbers less live
+            q = _add(q, a)
     z = pow(q[2] % _P, _P - 2, _P)
     x, y = q[0] * z % _P, q[1] * z % _P
     return (y | (x & 1) << 255).to_bytes(32, "little") == bytes(sig[:32])
