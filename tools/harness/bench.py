@@ -440,6 +440,29 @@ def _wrk(wrk, url, lua, clients, secs, headers=()):
     return rps, errors
 
 
+def _tree(pid):
+    """pid and its descendants (servers fork workers, nginx its worker processes)."""
+    from tools.harness.cluster import _children
+
+    out = [pid]
+    for child in _children(pid):
+        out += _tree(child)
+    return out
+
+
+def _cpu_s(roots):
+    """CPU seconds (user + system) used so far by the processes under roots."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for pid in (p for r in roots for p in _tree(r)):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone since it was listed
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def _static_nginx(b, nginx, static_dir, certs):
     """nginx serving static_dir as files on a plain and a TLS port, rootless in b.tmp."""
     from tools.harness.cluster import Nginx
@@ -499,37 +522,51 @@ def bench_server(b, clients=50, secs=8, rounds=2):
         c1 = stack.enter_context(Cluster(instances=2, db=b.srv.db, extra=off))
         c2 = stack.enter_context(Cluster(instances=2, workers=2, db=b.srv.db, extra=off))
         c0 = stack.enter_context(Cluster(instances=2, db=b.srv.db, extra=off, grant_ttl="0s"))
+
+        def pids(c):  # the arrangement's processes: nginx's and its instances'
+            return [c.nginx.proc.pid] + [s.proc.pid for s in c.servers]
+
         rows = [
-            ("nginx, static file (HTTP)", f"http://127.0.0.1:{http}/image.bin", ()),
-            ("nginx, static file (HTTPS)", f"https://127.0.0.1:{https}/image.bin", ()),
-            ("exoprov server (1 process, HTTP)", b.srv.url + q, hdr),
-            ("exoprov server --workers 2 (HTTP)", w2.url + q, hdr),
-            ("nginx (TLS) + 2 exoprov instances: the deploy/nginx recipe", c1.url + q, hdr),
-            ("nginx (TLS) + 2 instances x --workers 2", c2.url + q, hdr),
-            ("nginx (TLS) + 2 instances, grants not kept (each request asked)", c0.url + q, hdr),
+            ("nginx, static file (HTTP)", f"http://127.0.0.1:{http}/image.bin", (), [static]),
+            ("nginx, static file (HTTPS)", f"https://127.0.0.1:{https}/image.bin", (), [static]),
+            ("exoprov server (1 process, HTTP)", b.srv.url + q, hdr, [b.srv]),
+            ("exoprov server --workers 2 (HTTP)", w2.url + q, hdr, [w2]),
+            ("nginx (TLS) + 2 exoprov instances: the deploy/nginx recipe", c1.url + q, hdr, c1),
+            ("nginx (TLS) + 2 instances x --workers 2", c2.url + q, hdr, c2),
+            (
+                "nginx (TLS) + 2 instances, grants not kept (each request asked)",
+                c0.url + q,
+                hdr,
+                c0,
+            ),
             (
                 "nginx (TLS) + 2 instances on PostgreSQL (the recipe as shipped)",
                 cp.url + q_pg,
                 hdr_pg,
+                cp,
             ),
         ]
-        best = {label: (0.0, 0) for label, _u, _h in rows}
+        rows = [(lb, u, h, pids(p) if isinstance(p, Cluster) else [x.proc.pid for x in p])
+                for lb, u, h, p in rows]  # fmt: skip
+        best = {label: (0.0, 0, 0.0) for label, *_ in rows}
         for i in range(rounds):
-            for label, url, headers in rows:
+            for label, url, headers, roots in rows:
+                cpu = _cpu_s(roots)
                 rps, errors = _wrk(wrk, url, lua, clients, secs, headers)
-                log(f"server: round {i + 1}: {label}: {rps:.0f} requests/s"
-                    + (f" ({errors} errors)" if errors else ""))  # fmt: skip
-                best[label] = max(best[label], (rps, errors))
+                us = (_cpu_s(roots) - cpu) / max(rps * secs, 1) * 1e6
+                log(f"server: round {i + 1}: {label}: {rps:.0f} requests/s, {us:.0f} µs CPU "
+                    "per request" + (f" ({errors} errors)" if errors else ""))  # fmt: skip
+                best[label] = max(best[label], (rps, errors, us))
         theirs, t_theirs = _fetch_all([(f"http://127.0.0.1:{http}/image.bin", {})], clients)
     base, base_tls = best[rows[0][0]][0], best[rows[1][0]][0]
     log(f"server: {clients} keep-alive connections, 64 KiB Range requests of one "
         f"{b.size // MIB} MiB blob, wrk -t1, {secs} s each, best of {rounds}; ratio to nginx "
-        "static over the same transport:")  # fmt: skip
-    for label, _u, _h in rows:
-        rps, errors = best[label]
+        "static over the same transport; servers' CPU (not wrk's) per request:")  # fmt: skip
+    for label, *_ in rows:
+        rps, errors, us = best[label]
         ref = base_tls if "TLS" in label or "HTTPS" in label else base
-        log(f"  {label:<66} {rps:>8.0f} req/s  {rps / ref:5.2f}x" + (f"  {errors} errors"
-            if errors else ""))  # fmt: skip
+        log(f"  {label:<66} {rps:>8.0f} req/s  {rps / ref:5.2f}x  {us:4.0f} µs CPU/req"
+            + (f"  {errors} errors" if errors else ""))  # fmt: skip
     ciks = [b.activate(b.new_sn()) for _ in range(clients)]
     ours, t_ours = _fetch_all([(b.blob_url(), {"X-Exosite-CIK": c}) for c in ciks], clients)
     client = "curl" if shutil.which("curl") else "requests"
