@@ -116,6 +116,7 @@ def bench_cpython():
 
     pk, m, s = bytes.fromhex(PK), bytes.fromhex(MSG), bytes.fromhex(SIG)
     for name, f, n in (("cryptography", sig.verify, 200), ("pure Python", sig._verify, 20)):
+        assert f(pk, m, s)  # its imports done before the clock starts
         t = time.perf_counter()
         for _ in range(n):
             assert f(pk, m, s)
