@@ -29,8 +29,9 @@ class Fsm:
         self.rec = store.load(board)
         self.backoff = _MIN
         # Reports (issue 10): said = this start's status went out; say = the state it names;
-        # pct = the last progress step (tens of percent) reported; err = an error not yet told.
-        self.said, self.say, self.pct, self.err = False, "active", 10, None
+        # pct = the last progress step (tens of percent) reported; err = an error not yet told;
+        # told = the refusal told last (the same one at every poll is told once).
+        self.said, self.say, self.pct, self.err, self.told = False, "active", 10, None, None
         # One download buffer for the whole run (main allocates it before the heap fragments).
         self.mv = mv or memoryview(bytearray(cfg.get("buffer", 4096)))
 
@@ -67,7 +68,7 @@ class Fsm:
         try:
             self.api.report(rec["cik"], *more)
             if state:
-                self.err = None
+                self.err = self.told = None
             return True
         except (OSError, AgentError) as e:
             if compat.level > 1:
@@ -162,7 +163,7 @@ class Fsm:
             c = updater.pick(api, rec["cik"], ids, rec)
             if c is None:
                 log("up to date")
-                if self.err:  # a failure was told (or not yet): say it is behind us
+                if self.err or self.told:  # a failure or refusal was told: it is behind us
                     self._report("active")
                 self.backoff = _MIN  # a whole pass worked: failures start over from 2 s
                 return OK, cfg.get("poll", 3600) * 1000
@@ -188,8 +189,11 @@ class Fsm:
             return RESET, 0
         except updater.Refused as e:
             log("update refused:", e.args[0])
-            self.err = e.args[0][:_ERR]
-            self._report("refused")
+            err = e.args[0][:_ERR]
+            if err != self.told:  # a downgrade still offered is refused at every poll
+                self.err = err
+                if self._report("refused"):
+                    self.told = err
             return REFUSED, cfg.get("poll", 3600) * 1000
         except (OSError, AgentError) as e:
             self.pct, self.err = 10, repr(e)[:_ERR]

@@ -113,6 +113,30 @@ def test_refused_and_rolled_back_are_reported():
     assert first["boots"] == "5"
 
 
+def test_a_refusal_at_every_poll_is_told_once_and_its_end_too():
+    srv, board, m = make()
+    m.rec["inst"] = {"id": None, "ver": "3.0", "sha": None, "ts": 0}
+    srv.add("firmware-1", b"old" * 100, version="2.0")  # older than what runs: no downgrade
+    m.start()
+    assert m.step()[0] == F.REFUSED
+    last = reports(srv)[-1]
+    assert last["state"] == "refused" and "2.0 is older than the installed 3.0" in last["error"]
+    srv.requests.clear()
+    for _ in range(3):  # the same content at every poll: checked (info), not told again
+        assert m.step()[0] == F.REFUSED
+    assert reports(srv) == [] and any("/provision/download" in r[1] for r in srv.requests)
+    srv.add("firmware-1", b"older" * 100, version="1.0")  # another refusal: told
+    assert m.step()[0] == F.REFUSED
+    assert [r["state"] for r in reports(srv)] == ["refused"]
+    assert "1.0 is older" in reports(srv)[0]["error"]
+    del srv.contents["firmware-1"]  # the operator took it away: up to date, and told so
+    srv.requests.clear()
+    assert m.step()[0] == F.OK
+    assert [(r["state"], "error" in r) for r in reports(srv)] == [("active", False)]
+    srv.requests.clear()
+    assert m.step()[0] == F.OK and reports(srv) == []
+
+
 def test_error_after_network_trouble_goes_with_the_next_status():
     srv, board, m = make()
     m.run(once=True)
