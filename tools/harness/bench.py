@@ -523,31 +523,25 @@ def bench_server(b, clients=50, secs=8, rounds=2):
         c2 = stack.enter_context(Cluster(instances=2, workers=2, db=b.srv.db, extra=off))
         c0 = stack.enter_context(Cluster(instances=2, db=b.srv.db, extra=off, grant_ttl="0s"))
 
-        def pids(c):  # the arrangement's processes: nginx's and its instances'
-            return [c.nginx.proc.pid] + [s.proc.pid for s in c.servers]
+        def pids(c):  # a server's or nginx's process, or a cluster's: nginx's and its instances'
+            if isinstance(c, Cluster):
+                return [c.nginx.proc.pid] + [s.proc.pid for s in c.servers]
+            return [c.proc.pid]
 
+        st = pids(static)
         rows = [
-            ("nginx, static file (HTTP)", f"http://127.0.0.1:{http}/image.bin", (), [static]),
-            ("nginx, static file (HTTPS)", f"https://127.0.0.1:{https}/image.bin", (), [static]),
-            ("exoprov server (1 process, HTTP)", b.srv.url + q, hdr, [b.srv]),
-            ("exoprov server --workers 2 (HTTP)", w2.url + q, hdr, [w2]),
-            ("nginx (TLS) + 2 exoprov instances: the deploy/nginx recipe", c1.url + q, hdr, c1),
-            ("nginx (TLS) + 2 instances x --workers 2", c2.url + q, hdr, c2),
-            (
-                "nginx (TLS) + 2 instances, grants not kept (each request asked)",
-                c0.url + q,
-                hdr,
-                c0,
-            ),
-            (
-                "nginx (TLS) + 2 instances on PostgreSQL (the recipe as shipped)",
-                cp.url + q_pg,
-                hdr_pg,
-                cp,
-            ),
-        ]
-        rows = [(lb, u, h, pids(p) if isinstance(p, Cluster) else [x.proc.pid for x in p])
-                for lb, u, h, p in rows]  # fmt: skip
+            ("nginx, static file (HTTP)", f"http://127.0.0.1:{http}/image.bin", (), st),
+            ("nginx, static file (HTTPS)", f"https://127.0.0.1:{https}/image.bin", (), st),
+            ("exoprov server (1 process, HTTP)", b.srv.url + q, hdr, pids(b.srv)),
+            ("exoprov server --workers 2 (HTTP)", w2.url + q, hdr, pids(w2)),
+            ("nginx (TLS) + 2 exoprov instances: the deploy/nginx recipe", c1.url + q, hdr,
+             pids(c1)),
+            ("nginx (TLS) + 2 instances x --workers 2", c2.url + q, hdr, pids(c2)),
+            ("nginx (TLS) + 2 instances, grants not kept (each request asked)", c0.url + q, hdr,
+             pids(c0)),
+            ("nginx (TLS) + 2 instances on PostgreSQL (the recipe as shipped)", cp.url + q_pg,
+             hdr_pg, pids(cp)),
+        ]  # fmt: skip
         best = {label: (0.0, 0, 0.0) for label, *_ in rows}
         for i in range(rounds):
             for label, url, headers, roots in rows:

@@ -22,8 +22,9 @@ and inside a slot write, which the board-level count cannot reach (`--no-flash` 
 With `both` (the default) and `littlefs` it also runs tools/harness/lfscut.py: the rp2 board's
 record and A/B bundles on MicroPython's real LittleFS2 over a file-backed NOR flash, the power
 cut before and torn at every program and sector erase of a whole flow. With `both` the command
-also builds the 32-bit unix port with the agent frozen in (from ../shared/micropython, about
-35 s; `--no-frozen` skips it) and cuts it at every write, as `--frozen BIN` does.
+also builds the 32-bit unix port with the agent frozen in (tools/harness/firmware.py, from
+../shared/micropython, about 35 s or cached; `--no-frozen` skips it) and cuts it at every
+write, as `--frozen BIN` does.
 
 Prints `N/N cut points survived`; exit 1 otherwise.
 """
@@ -376,20 +377,17 @@ def run(which="both", size=256 * 1024, sample=None, log=print, flash=False, flas
     return total - len(failures), total, failures, stats
 
 
-def build_frozen(out):
-    """The 32-bit unix port with agent/ and boards/unix.py frozen in, built from the MicroPython
-    tarball beside the repository (about 35 s); None, said, when it is not there."""
-    from tools.harness.heapflow import SHARED
+def build_frozen():
+    """The 32-bit firmware with the agent frozen in (tools/harness/firmware.py: about 35 s, or
+    cached); None, said, when the MicroPython tarball is not beside the repository."""
+    from tools.harness.firmware import TARBALL, frozen_build
 
-    src = SHARED / "micropython-1.28.0-min.tar.gz"
-    if not src.exists():
-        print(f"powercut: no {src}: the frozen firmware is left out (--frozen BIN runs it)")
+    if not TARBALL.exists():
+        print(f"powercut: no {TARBALL}: the frozen firmware is left out (--frozen BIN runs it)")
         return None
-    from exoprov.build import build_firmware
-
     t = time.monotonic()
-    binary = build_firmware("unix", src, 32, "unix", out, say=lambda m: print("powercut:", m))
-    print(f"powercut: built the frozen 32-bit firmware in {time.monotonic() - t:.0f} s")
+    binary = frozen_build(32, say=lambda m: print("powercut:", m))
+    print(f"powercut: the frozen 32-bit firmware ready in {time.monotonic() - t:.0f} s")
     return binary
 
 
@@ -414,13 +412,11 @@ def main(argv=None):
     flash = not args.no_flash
     which = f"frozen:{args.frozen}" if args.frozen else args.interp
     ok, total, failures, stats = run(which, args.size, args.sample, flash=flash)
-    if which == "both" and not args.no_frozen:
-        with tempfile.TemporaryDirectory(prefix="powercut-fw-") as tmp:
-            binary = build_frozen(Path(tmp) / "mp32")
-            if binary:
-                more = run(f"frozen:{binary}", args.size, args.sample)
-                ok, total, failures = ok + more[0], total + more[1], failures + more[2]
-                stats.update(more[3])
+    binary = which == "both" and not args.no_frozen and build_frozen()
+    if binary:
+        more = run(f"frozen:{binary}", args.size, args.sample)
+        ok, total, failures = ok + more[0], total + more[1], failures + more[2]
+        stats.update(more[3])
     print("cut points: " + ", ".join(f"{name} {st['points']}" for name, st in stats.items()))
     print(f"{ok}/{total} cut points survived")
     return 0 if ok == total and total else 1
