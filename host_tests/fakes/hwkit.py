@@ -1,7 +1,7 @@
 """CPython side of the fake hardware: set up a board directory, run MicroPython on it, inspect.
 
 hw = make_hw(tmp, chip="esp32", ota=2)       # a fresh board (see _fakehw.py for the files)
-r = run_mp(hw, "from boards.esp32 import Board\\n...")   # one boot of the board
+r = run_program(hw, "board_esp32", "stored")  # one boot: host_tests/mpy_programs/*.py
 events(hw), nvs(hw), flash(hw, "ota_1"), arm(hw, at, mode)
 """
 
@@ -34,6 +34,13 @@ def make_hw(tmp, chip="esp32", ota=2, factory=False, app_size=64 * 1024, rollbac
 def mp_env(hw, path=()):
     """The environment of one boot of board `hw`: the fakes, `path`, the repository."""
     return mpunix.mp_env(*path, fakes=True, EXOPROV_FAKE_HW=hw)
+
+
+def run_program(hw, program, scenario, *args, path=(), env=None, timeout=60):
+    """One boot of board `hw` running a scenario of host_tests/mpy_programs/`program`.py."""
+    e = mp_env(hw, path)
+    e.update(env or {})
+    return mpunix.run_program(program, scenario, *args, env=e, timeout=timeout)
 
 
 def run_mp(hw, code, path=(), env=None, timeout=60, args=()):
