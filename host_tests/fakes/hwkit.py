@@ -7,6 +7,7 @@ events(hw), nvs(hw), flash(hw, "ota_1"), arm(hw, at, mode)
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -178,61 +179,6 @@ def run_esp32_agent(hw, config, timeout=60):
     )
 
 
-FACTORY_APP = """
-# the factory application in /lib: boards/rp2_app.py, optionally behind a power-cut harness
-import os
-cut = os.getenv("EXOPROV_CUT")
-if cut:
-    import boards.rp2 as R
-    AT, MATCH = int(cut.split(" ", 1)[0]), cut.split(" ", 1)[1]
-    n = [0]
-    real_open, real_os = open, R.os
-
-    def tick(what):
-        if what.startswith(MATCH):
-            n[0] += 1
-            if n[0] == AT:
-                raise SystemExit(137)
-
-    class F:
-        def __init__(self, f, name):
-            self.f, self.name = f, name
-        def write(self, data):
-            tick("write " + self.name)
-            return self.f.write(data)
-        def flush(self):
-            self.f.flush()
-        def seek(self, *a):
-            return self.f.seek(*a)
-        def readinto(self, b):
-            return self.f.readinto(b)
-        def read(self, *a):
-            return self.f.read(*a)
-        def close(self):
-            self.f.close()
-        def __enter__(self):
-            return self
-        def __exit__(self, *a):
-            self.f.close()
-
-    class OS:
-        def rename(self, a, b):
-            tick("rename " + b.split("/")[-1])
-            real_os.rename(a, b)
-        def __getattr__(self, name):
-            return getattr(real_os, name)
-
-    def cut_open(p, m="r"):
-        f = real_open(p, m)
-        return F(f, p.split("/")[-1]) if ("w" in m or "+" in m) else f
-
-    R.open = cut_open
-    R.os = OS()
-
-from boards.rp2_app import main
-"""
-
-
 def rp2_device(tmp):
     """-> (hw, fs root, factory dir) for a fake Pico W."""
     hw = make_hw(tmp, chip="cyw43")
@@ -240,7 +186,7 @@ def rp2_device(tmp):
     fs.mkdir(exist_ok=True)
     factory = Path(tmp) / "factory"
     factory.mkdir(exist_ok=True)
-    (factory / "app.py").write_text(FACTORY_APP)
+    shutil.copy(mpunix.PROGRAMS / "rp2_factory_app.py", factory / "app.py")
     return hw, fs, factory
 
 
