@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from tools.harness import procs
 from tools.harness.faults.realserver import ROOT, Fleet, RealServer
 
 SEEDS = ROOT / "host_tests" / "fuzz_seeds"
@@ -403,4 +404,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(procs.main(main))

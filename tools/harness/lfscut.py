@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from host_tests.fakes import hwkit
+from tools.harness import procs
 from tools.harness.faults.faultserver import FaultServer
 from tools.harness.mpunix import MICROPYTHON, micropypath
 
@@ -290,4 +291,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(procs.main(main))

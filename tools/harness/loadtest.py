@@ -25,6 +25,7 @@ import time
 
 import aiohttp
 
+from tools.harness import procs
 from tools.harness.faults.faultserver import image
 from tools.harness.faults.realserver import Fleet, RealServer
 
@@ -246,4 +247,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(procs.main(main))

@@ -25,6 +25,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from tools.harness import procs
 from tools.harness.bench import MODEL, Bench, bisect_heap, compile_mpy
 from tools.harness.mpunix import MICROPYTHON, MPY_CROSS
 
@@ -220,4 +221,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(procs.main(main))

@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tools.harness import procs
 from tools.harness.mpunix import MICROPYTHON, MPY_CROSS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,4 +208,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(procs.main(main))

@@ -22,6 +22,8 @@ import time
 
 import requests
 
+from tools.harness import procs
+
 from .launch import ServerProcess
 
 _BATCH = 2500  # a CSV body stays under the API's 64 KiB form cap
@@ -155,4 +157,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(procs.main(main))

@@ -33,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tools.harness import procs
 from tools.harness.faults.faultserver import FaultServer, image
 from tools.harness.mpunix import MICROPYTHON
 
@@ -285,4 +286,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())
+    sys.exit(procs.main(main))
