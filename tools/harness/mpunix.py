@@ -7,8 +7,11 @@ builds the environment its programs run in.
     FAKES                    host_tests/fakes: the fake `machine`, `network`, `esp32` modules
                              that MicroPython programs import as top-level modules
     PROGRAMS                 host_tests/mpy_programs: the tests' MicroPython programs
-    micropypath(*dirs, fakes=False)   a MICROPYPATH value: [FAKES,] dirs..., the repository
-    mp_env(*dirs, fakes=False, **vars)  os.environ with that MICROPYPATH and `vars` set
+    micropypath(*dirs, fakes=False, frozen=False)  a MICROPYPATH value: [FAKES,] dirs...,
+                             the repository[, .frozen: the port's own frozen modules, which
+                             a MICROPYPATH without it hides]
+    mp_env(*dirs, fakes=False, frozen=False, **vars)  os.environ with that MICROPYPATH and
+                             `vars` set
     run_program(name, scenario, *args, env=None, timeout=60)  one scenario of
                              PROGRAMS/name.py (see its scenario.py), from the repository root
 """
@@ -36,14 +39,14 @@ MICROPYTHON = _find("micropython")
 MPY_CROSS = _find("mpy-cross")
 
 
-def micropypath(*dirs, fakes=False):
-    parts = ([FAKES] if fakes else []) + list(dirs) + [ROOT]
+def micropypath(*dirs, fakes=False, frozen=False):
+    parts = ([FAKES] if fakes else []) + list(dirs) + [ROOT] + ([".frozen"] if frozen else [])
     return ":".join(str(p) for p in parts)
 
 
-def mp_env(*dirs, fakes=False, **vars):
+def mp_env(*dirs, fakes=False, frozen=False, **vars):
     env = dict(os.environ)
-    env["MICROPYPATH"] = micropypath(*dirs, fakes=fakes)
+    env["MICROPYPATH"] = micropypath(*dirs, fakes=fakes, frozen=frozen)
     env.update({k: str(v) for k, v in vars.items()})
     return env
 
