@@ -228,7 +228,7 @@ from fakes.hwkit import Fleet, run_esp32_agent  # noqa: E402
 def fleet(server):
     f = Fleet(server, server.add_vendor())
     yield f
-    f.s.close()
+    f.close()
 
 
 def record(hw):
@@ -312,7 +312,7 @@ def test_scenario_unhealthy_update_rolled_back_by_agent(fleet, tmp_path):
 def test_scenario_power_cut_during_storage_saves(fleet, tmp_path):
     """A cut at each NVS commit of the first activation, in turn: after any cut the record is
     the old or the new one, and restarts (with the operator's regenerate when the CIK was
-    lost, as the spec README says) end active."""
+    lost: `enable=true` again, POST /provision/manage/model/<model>/<sn>) end active."""
     k = 0
     while True:
         k += 1

@@ -253,7 +253,7 @@ from fakes.hwkit import Fleet, rp2_device, run_rp2_main  # noqa: E402
 def fleet(server):
     f = Fleet(server, server.add_vendor())
     yield f
-    f.s.close()
+    f.close()
 
 
 @pytest.fixture

@@ -37,7 +37,8 @@ def test_sample_covers_every_store_save(cut_run):
 
 def test_lost_cik_recovered_by_regenerate(cut_run):
     # a CIK received but never stored cannot be fetched again (activation answers it once):
-    # the agent must come back once the operator regenerates, as the spec README says
+    # the agent must come back once the operator regenerates (`enable=true` on an enabled sn,
+    # POST /provision/manage/model/<model>/<sn>: a new CIK, the activation window reopens)
     _ok, _total, _failures, _known, st = cut_run
     assert st["regens"] >= 1
 

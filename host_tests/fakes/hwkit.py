@@ -6,11 +6,11 @@ events(hw), nvs(hw), flash(hw, "ota_1"), arm(hw, at, mode)
 """
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
+from host_tests.agentkit import Fleet as AgentFleet
 from tools.harness import mpunix
 from tools.harness.mpunix import MICROPYTHON, ROOT
 
@@ -105,48 +105,10 @@ def app_image(size, tag=b"v"):
 # -- the agent on a fake board against the real server ----------------------------------------
 
 
-class Fleet:
-    """Management calls for the board scenarios: one vendor, one fresh model."""
+class Fleet(AgentFleet):
+    """The agent's Fleet (host_tests/agentkit.py) with a board's configuration."""
 
-    _n = [0]
-
-    def __init__(self, server, vendor):
-        self.server, self.vendor = server, vendor
-        self.s = server.session(cik=vendor["cik"])
-        Fleet._n[0] += 1
-        self.model = f"board{os.getpid()}x{Fleet._n[0]}"
-        data = {"model": self.model, "code": "tmpl"}
-        self.ok(self.s.post("/provision/manage/model/", data=data))
-
-    @staticmethod
-    def ok(r, codes=(200, 204, 205)):
-        assert r.status_code in codes, (r.status_code, r.text)
-        return r
-
-    def sn(self, sn):
-        self.ok(self.s.post(f"/provision/manage/model/{self.model}/", data={"sn": sn}))
-        self.enable(sn)
-        return sn
-
-    def enable(self, sn):
-        data = {"enable": "true", "owner": self.vendor["rid"]}
-        self.ok(self.s.post(f"/provision/manage/model/{self.model}/{sn}", data=data))
-
-    def regenerate(self, sn):  # a new CIK, the window opens again
-        url = f"/provision/manage/model/{self.model}/{sn}"
-        self.ok(self.s.post(url, data={"enable": "true"}))
-
-    def status(self, sn):
-        return self.ok(self.s.get(f"/provision/manage/model/{self.model}/{sn}")).text.split(",")[0]
-
-    def content(self, cid, data, version):
-        import hashlib
-
-        url = f"/provision/manage/content/{self.model}/"
-        meta = f"sha256={hashlib.sha256(data).hexdigest()}&version={version}"
-        self.ok(self.s.post(url, data={"id": cid, "meta": meta}))
-        hdrs = {"Content-Type": "application/octet-stream"}
-        self.ok(self.s.post(url + cid, data=data, headers=hdrs))
+    prefix = "board"
 
     def config(self, path, sn, board, **kw):
         cfg = {

@@ -1,4 +1,4 @@
-"""What the agent's status reports (issue 10) cost a device: figures printed, never asserted.
+"""What the agent's status reports cost a device: figures printed, never asserted.
 
 `python -m tools.harness.reportcost [--size-kib 1024] [--fsm-without PATH]` runs the agent
 compiled to .mpy under the MicroPython unix port against the project's server, through a
@@ -8,7 +8,7 @@ apply: exit 3) and the start that confirms it (exit 0), with `report` on and off
 - bytes on the wire each way, connections, and the alias writes among them (count, bytes);
   the difference on - off is what reports cost per update;
 - heap: the smallest `-X heapsize` (1 KiB steps) for the update with `report` on and off, and,
-  with --fsm-without (an agent/fsm.py without the report code, e.g. from before issue 10),
+  with --fsm-without (an agent/fsm.py without the report code, e.g. one from before reports),
   for that build too: code + data cost of the reports.
 
 AliasProxy is also what the tests use to make alias writes fail (500) or hang.
