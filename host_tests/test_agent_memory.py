@@ -5,9 +5,11 @@ budget: what stays resident while downloading must not grow past RESIDENT_BUDGET
 "heap"); test_agent_integration.py runs the flow at a fixed small heap.
 """
 
-import subprocess
+import os
 
-from agentkit import MICROPYTHON, build_mpy
+from agentkit import build_mpy
+
+from tools.harness.mpunix import run_program
 
 MODULES = (
     "agent.compat agent.http agent.api agent.store agent.updater agent.fsm agent.main "
@@ -22,19 +24,8 @@ RESIDENT_BUDGET = 32 * 1024
 
 def test_module_heap_costs(tmp_path):
     sizes = build_mpy(tmp_path)
-    script = (
-        "import gc\ngc.collect()\na = gc.mem_free()\n"
-        "for m in %r:\n    __import__(m)\n    gc.collect()\n    b = gc.mem_free()\n"
-        "    print(m, a - b)\n    a = b\n" % (MODULES,)
-    )
-    r = subprocess.run(
-        [MICROPYTHON, "-X", "heapsize=128K", "-c", script],
-        env={"MICROPYPATH": str(tmp_path)},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    env = dict(os.environ, MICROPYPATH=str(tmp_path))  # the compiled agent alone
+    r = run_program("heap_costs", "costs", *MODULES, env=env, flags=["-X", "heapsize=128K"])
     assert r.returncode == 0, r.stderr
     heap = {line.split()[0]: int(line.split()[1]) for line in r.stdout.splitlines()}
     assert set(heap) == set(MODULES)

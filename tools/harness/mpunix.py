@@ -12,8 +12,9 @@ builds the environment its programs run in.
                              a MICROPYPATH without it hides]
     mp_env(*dirs, fakes=False, frozen=False, **vars)  os.environ with that MICROPYPATH and
                              `vars` set
-    run_program(name, scenario, *args, env=None, timeout=60)  one scenario of
-                             PROGRAMS/name.py (see its scenario.py), from the repository root
+    run_program(name, scenario, *args, env=None, timeout=60, flags=())  one scenario of
+                             PROGRAMS/name.py (see its scenario.py), from the repository root;
+                             flags go to the interpreter (-X heapsize=...)
 """
 
 import os
@@ -51,10 +52,10 @@ def mp_env(*dirs, fakes=False, frozen=False, **vars):
     return env
 
 
-def run_program(name, scenario, *args, env=None, timeout=60):
+def run_program(name, scenario, *args, env=None, timeout=60, flags=()):
     """-> CompletedProcess (text) of `micropython PROGRAMS/name.py scenario args...`."""
     return subprocess.run(
-        [MICROPYTHON, str(PROGRAMS / f"{name}.py"), scenario, *map(str, args)],
+        [MICROPYTHON, *flags, str(PROGRAMS / f"{name}.py"), scenario, *map(str, args)],
         env=env or mp_env(),
         cwd=str(ROOT),
         capture_output=True,
