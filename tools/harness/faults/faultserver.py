@@ -381,10 +381,11 @@ def main(argv=None):
     try:
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
+    finally:
         srv.stop()
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from tools.harness import procs
+
+    raise SystemExit(procs.main(main))
