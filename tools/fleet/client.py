@@ -273,20 +273,20 @@ class Client:
 
     # -- a vendor's fleet set up in one call (tests, harnesses, scripts) ------------------------
 
-    def setup(self, model, sns=(), owner=None, code="exoprov", contents=()):
+    def setup(self, model, sns=(), owner=None, code="exoprov", contents=(), batch=500):
         """A model ready for devices: created (with template `code`) unless it exists, `sns`
-        whitelisted (CSV requests of at most 500), and with `owner` (the vendor's rid)
-        enabled: their clients created, CIKs minted, activation windows open. `contents`:
-        (cid, data, version) tuples, each published as publish() does. Returns {sn: client
-        rid} of the serial numbers enabled."""
+        (serial numbers, or (sn, extra) pairs) whitelisted in CSV requests of `batch`, and
+        with `owner` (the vendor's rid) enabled: their clients created, CIKs minted,
+        activation windows open. `contents`: (cid, data, version) tuples, each published as
+        publish() does. Returns {sn: client rid} of the serial numbers enabled."""
         try:
             self.model_create(model, code=code)
         except Conflict:
             pass  # already there: setting up again adds to it
-        sns = list(sns)
-        for i in range(0, len(sns), 500):
-            self.sn_add_csv(model, [(sn, None) for sn in sns[i : i + 500]])
-        rids = {sn: self.sn_enable(model, sn, owner) for sn in sns} if owner else {}
+        rows = [s if isinstance(s, tuple) else (s, None) for s in sns]
+        for i in range(0, len(rows), batch):
+            self.sn_add_csv(model, rows[i : i + batch])
+        rids = {sn: self.sn_enable(model, sn, owner) for sn, _ in rows} if owner else {}
         for cid, data, version in contents:
             self.publish(model, cid, data, version)
         return rids
