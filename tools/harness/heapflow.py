@@ -232,11 +232,11 @@ def run(frozen=None, src=None, step=256, log=log):
              lambda h: hf.requests_ok(frozen, h)),
         ]  # fmt: skip
         if frozen is None:
-            log("heapflow: skipped: " + skip_line("the 32-bit ways", "make bench"))
+            log("skipped: " + skip_line("each 32-bit way", "make bench"))
             ways = [w for w in ways if not w[0].startswith(("32-bit", "requests"))]
         elif not reqs:
             why = skip_line("the requests baseline", "make bench", MPLIB_ENV, "micropython-lib")
-            log("heapflow: skipped: " + why)
+            log("skipped: " + why)
             ways = [w for w in ways if not w[0].startswith("requests")]
         for name, ok in ways:
             t = time.monotonic()
