@@ -40,7 +40,7 @@ from exoprov.fleet.client import Client
 
 from tools.harness import procs
 from tools.harness.faults.realserver import RealServer
-from tools.harness.firmware import micropython_tree, mplib_requests, skip_line
+from tools.harness.firmware import MPLIB_ENV, micropython_tree, mplib_requests, skip_line
 from tools.harness.mpunix import MICROPYTHON, MPY_CROSS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,20 +224,20 @@ def run(frozen=None, src=None, step=256, log=log):
              lambda h: hf.requests_ok(frozen, h)),
         ]  # fmt: skip
         if frozen is None:
-            log("heapflow: skipped: " + skip_line("the 32-bit ways", "make bench"))
+            log("skipped: " + skip_line("each 32-bit way", "make bench"))
             ways = [w for w in ways if not w[0].startswith(("32-bit", "requests"))]
         elif not reqs:
-            why = skip_line("the requests baseline", "make bench", "EXOPROV_MPLIB",
-                            "micropython-lib")  # fmt: skip
-            log("heapflow: skipped: " + why)
+            why = skip_line("the requests baseline", "make bench", MPLIB_ENV, "micropython-lib")
+            log("skipped: " + why)
             ways = [w for w in ways if not w[0].startswith("requests")]
         for name, ok in ways:
             t = time.monotonic()
             got = out[name] = smallest(ok, step=step)
             fig = f"{got} bytes ({got / 1024:.2f} KiB)" if got else "fails at 256 KiB"
             log(f"smallest heap, {name}: {fig} [{time.monotonic() - t:.0f} s]")
+        short = {n: n.replace(", signature check on", " + sig").split(" (")[0] for n in out}
         log("side by side (full flow, 1 MiB): " + " | ".join(
-            f"{n.split(',')[0]} {v / 1024:.2f} KiB" if v else f"{n.split(',')[0]} -"
+            f"{short[n]} {v / 1024:.2f} KiB" if v else f"{short[n]} -"
             for n, v in out.items()))  # fmt: skip
         return out
     finally:
