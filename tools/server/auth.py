@@ -5,6 +5,7 @@ Credentials are only ever hashed and looked up (db.secret_hash); a log line name
 
 from dataclasses import dataclass
 
+from .db import Client, ModelRow
 from .util import ApiError, check_name
 
 CRED_MAX = 256
@@ -24,7 +25,7 @@ class Model:
     owner_rid: str  # the vendor that created the model
     caller: Vendor
     shared: bool  # reached through X-Exosite-Vendor
-    row: tuple
+    row: ModelRow
 
 
 def _header(request, name):
@@ -51,7 +52,7 @@ async def vendor_from(store, cik=None, token=None):
             raise ApiError(401, "invalid credentials")
     if cik is not None:
         row = await store.client_by_cik(cik)
-        rid = row[0] if row is not None and row[1] == "vendor" else None
+        rid = row.rid if row is not None and row.kind == "vendor" else None
     elif token is not None:
         rid = await store.token_vendor(token)
     else:
@@ -62,8 +63,8 @@ async def vendor_from(store, cik=None, token=None):
     return Vendor(rid, name)
 
 
-async def client(store, request):
-    """(rid, kind, state, enabled_at) of the client whose CIK is in X-Exosite-CIK."""
+async def client(store, request) -> Client:
+    """The client (db.Client) whose CIK is in X-Exosite-CIK; 401 without one."""
     cik = _header(request, "X-Exosite-CIK")
     if cik is None:
         raise ApiError(401, "missing credentials")
@@ -73,10 +74,10 @@ async def client(store, request):
     return row
 
 
-async def device(store, request):
+async def device(store, request) -> Client:
     """An activated device client; vendors and unknown CIKs get 401."""
     row = await client(store, request)
-    if row[1] != "device" or row[2] != "activated":
+    if row.kind != "device" or row.state != "activated":
         raise ApiError(401, "not an activated device")
     return row
 
@@ -105,16 +106,16 @@ async def resolve_model(store, caller, name, owner_name=None, shared_ok=False):
         except ApiError:
             raise ApiError(403, "model not shared with this vendor")
         owner = await store.vendor_by_name(owner_name)
-        row = await store.model(owner[1], name) if owner is not None else None
-        if row is None or not await store.is_shared(row[0], caller.name):
+        row = await store.model(owner.rid, name) if owner is not None else None
+        if row is None or not await store.is_shared(row.id, caller.name):
             raise ApiError(403, "model not shared with this vendor")
-        return Model(row[0], row[1], owner[1], caller, True, row)
+        return Model(row.id, row.name, owner.rid, caller, True, row)
     row = await store.model(caller.rid, name)
     if row is None:
         if await store.model_name_taken(name):
             raise ApiError(403, "model belongs to another vendor")
         raise ApiError(404, "no such model")
-    return Model(row[0], row[1], caller.rid, caller, False, row)
+    return Model(row.id, row.name, caller.rid, caller, False, row)
 
 
 async def owns(store, vendor_rid, rid):

@@ -17,6 +17,8 @@ _FDS_MAX = 64
 
 
 class Blobs:
+    """Content blobs as files of one directory (the SQLite engine's)."""
+
     SMALL = SMALL
 
     def __init__(self, directory):
@@ -47,8 +49,10 @@ class Blobs:
         if name:
             self._unlink(name)
 
-    def sweep(self, keep):
-        """Remove blob files no content row points at (left by a crash mid-replace)."""
+    async def sweep(self, store):
+        """Remove blob files no content row of `store` points at (left by a crash
+        mid-replace)."""
+        keep = await store.all_blobs()
         for name in os.listdir(self.dir):
             if not name.startswith("tmp-") and name not in keep and self._stale(name):
                 self._unlink(name)
@@ -98,7 +102,7 @@ class Blobs:
             self._fds[name] = fd
         return fd
 
-    def read_small(self, name, first, count):
+    async def read_small(self, name, first, count):
         """Bytes [first, first + count) of blob `name` (a Range answer, at most SMALL bytes).
         None when the blob is gone."""
         fd = self._fd(name)

@@ -1,7 +1,5 @@
 """Content: /provision/manage/content/<model>/ and /<id>, blob streaming, visibility."""
 
-import inspect
-
 from aiohttp import web
 
 from . import auth, byteranges
@@ -97,13 +95,10 @@ async def send(request, srv, row):
     if request.method == "HEAD":  # what a GET would answer, without reading the blob
         headers["Content-Length"] = str(count)
         return web.Response(status=status, headers=headers)
-    small = getattr(srv.blobs, "read_small", None)
-    if status == 206 and small is not None and count <= srv.blobs.SMALL:
+    if status == 206 and count <= srv.blobs.SMALL:
         # the device download pattern (64 KiB Ranges): one read, headers and body in one
         # write (measured: cheaper than sendfile's three calls at this size)
-        data = small(row["blob"], first, count)
-        if inspect.isawaitable(data):  # PostgreSQL's (pgstore.PgBlobs)
-            data = await data
+        data = await srv.blobs.read_small(row["blob"], first, count)
         if data is not None and len(data) == count:
             return web.Response(status=status, headers=headers, body=data)
     resp = web.StreamResponse(status=status, headers=headers)

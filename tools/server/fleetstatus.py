@@ -92,7 +92,8 @@ async def reported(request, client_rid, pairs):
     if mine is None:
         return
     address = peer(request)[0]
-    await srv.store.record_report(mine[0], mine[1], srv.now(), address, report_fields(pairs))
+    fields = report_fields(pairs)
+    await srv.store.record_report(mine.model_id, mine.sn, srv.now(), address, fields)
     seen = request.config_dict.get(SEEN)
     if seen is not None:
         seen.wrote(tuple(mine), address)
@@ -113,7 +114,7 @@ async def _model(request):
     if name is None:
         return srv, model, None
     other = await srv.store.vendor_by_name(check_name(name, "shared"))
-    return srv, model, (other[1] if other else "-")
+    return srv, model, (other.rid if other else "-")
 
 
 async def status(request):

@@ -43,8 +43,8 @@ async def _group(srv, model, gid):
     return gid, row
 
 
-def _member_line(type_, mid, expire, meta):
-    return f"{type_},{mid},{expire},{meta}"
+def _member_line(m):
+    return f"{m.type},{m.mid},{m.expire},{m.meta}"
 
 
 async def list_groups(request):
@@ -53,7 +53,7 @@ async def list_groups(request):
     only(q, "offset", "limit")
     offset, limit = page(q)
     rows = await srv.store.groups(model.id, offset, limit)
-    return csv([f"{gid},{meta}" for gid, meta in rows], empty_status=204)
+    return csv([f"{g.gid},{g.meta}" for g in rows], empty_status=204)
 
 
 async def create_or_delete(request):
@@ -110,7 +110,7 @@ async def list_members(request):
     rows = await srv.store.members(model.id, gid, type_, mid, offset, limit)
     if type_ is not None and mid is not None and not rows:
         raise ApiError(404, "no such member")
-    return csv([_member_line(*r) for r in rows], empty_status=204)
+    return csv([_member_line(m) for m in rows], empty_status=204)
 
 
 def _expire(value):

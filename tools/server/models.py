@@ -79,7 +79,8 @@ async def list_models(request):
     only(q, "show")
     show = one(q, "show")
     if show == "shared":
-        return csv([f"{v},{m}" for v, m in await srv.store.shared_models(caller.name)])
+        shared = await srv.store.shared_models(caller.name)
+        return csv([f"{s.owner},{s.model}" for s in shared])
     if show is not None:
         raise ApiError(400, "unknown show")
     return csv(await srv.store.models(caller.rid))
@@ -109,7 +110,7 @@ async def _delete_model(srv, caller, name, form=None):
     row = await srv.store.model(caller.rid, name)
     if row is None:
         raise ApiError(404, "no such model")
-    for blob in await srv.store.delete_model(row[0]):
+    for blob in await srv.store.delete_model(row.id):
         srv.blobs.remove(blob)
     return done()
 
@@ -119,8 +120,9 @@ async def _delete_model(srv, caller, name, form=None):
 
 async def model_info(request):
     _srv, model = await _ctx(request)
-    _id, _name, kind, template, options = model.row
-    body = urlencode([(kind, template)] + [("options[]", o) for o in options], safe="[]")
+    row = model.row
+    pairs = [(row.template_kind, row.template)] + [("options[]", o) for o in row.options]
+    body = urlencode(pairs, safe="[]")
     return text(body, ctype="application/x-www-form-urlencoded")
 
 
@@ -181,7 +183,7 @@ async def list_sns(request):
         enabled_by = model.caller.rid  # a share sees only what it enabled
     elif one(q, "shared") is not None:
         other = await srv.store.vendor_by_name(check_name(one(q, "shared"), "shared"))
-        enabled_by = other[1] if other else "-"
+        enabled_by = other.rid if other else "-"
     with_status = is_true(q, "status")
     lines = []
     for sn, extra, rid, state, enabled_at in await srv.store.list_sns(
@@ -309,7 +311,7 @@ async def sn_row(srv, model, sn):
 
 def _share_guard(model, row):
     """A share acts only on serial numbers it enabled."""
-    if model.shared and (row is None or row[3] != model.caller.rid):
+    if model.shared and (row is None or row.enabled_by != model.caller.rid):
         raise ApiError(403, "serial number not enabled by this vendor")
 
 
@@ -327,7 +329,8 @@ async def sn_get(request):
             raise ApiError(404, "no such serial number")
         if model.shared and row is None:
             raise ApiError(403, "serial number not enabled by this vendor")
-        return csv([f"{ts},{conn},{what}" for ts, conn, what in log_rows], empty_status=204)
+        lines = [f"{x.ts},{x.conn},{x.what}" for x in log_rows]
+        return csv(lines, empty_status=204)
     if show == "groups":
         if model.shared:
             raise ApiError(403, "shared access does not cover this procedure")
@@ -340,10 +343,10 @@ async def sn_get(request):
     row = await sn_row(srv, model, sn)
     if row is None:
         return csv([], empty_status=204)  # whitelisted by a range, never used
-    client = await srv.store.client(row[2]) if row[2] else None
-    status = srv.status(client[3], client[4]) if client else ""
-    extra = "" if model.shared else row[1]
-    return csv([f"{status},{row[2] or ''},{extra}"])
+    client = await srv.store.client(row.client_rid) if row.client_rid else None
+    status = srv.status(client.state, client.enabled_at) if client else ""
+    extra = "" if model.shared else row.extra
+    return csv([f"{status},{row.client_rid or ''},{extra}"])
 
 
 async def sn_post(request):
@@ -370,10 +373,10 @@ async def set_sn(srv, model, sn, action, owner=None, oldsn=None):
         if owner is not None or oldsn is not None:
             raise ApiError(400, "disable takes no owner or oldsn")
         _share_guard(model, row)
-        if row is None or not row[2]:
+        if row is None or not row.client_rid:
             raise ApiError(409, "serial number is not enabled")
-        await srv.store.set_client_cik(row[2], None, "disabled", 0)
-        log.info("model %s: client %s disabled", model.id, row[2][:8])
+        await srv.store.set_client_cik(row.client_rid, None, "disabled", 0)
+        log.info("model %s: client %s disabled", model.id, row.client_rid[:8])
         return None
     if owner is not None and oldsn is not None:
         raise ApiError(400, "give owner or oldsn, not both")
@@ -382,15 +385,15 @@ async def set_sn(srv, model, sn, action, owner=None, oldsn=None):
     if oldsn is not None:
         return await _remap(srv, model, sn, row, check_name(oldsn, "oldsn"))
     _share_guard(model, row)
-    if row is None or not row[2]:
+    if row is None or not row.client_rid:
         raise ApiError(409, "serial number was never enabled")
-    await srv.store.set_client_cik(row[2], new_cik(), "notactivated", srv.now())
-    log.info("model %s: client %s regenerated", model.id, row[2][:8])
+    await srv.store.set_client_cik(row.client_rid, new_cik(), "notactivated", srv.now())
+    log.info("model %s: client %s regenerated", model.id, row.client_rid[:8])
     return None
 
 
 async def _create_client(srv, model, sn, row, owner):
-    if row is not None and row[2]:
+    if row is not None and row.client_rid:
         raise ApiError(409, "serial number already has a client")
     if not await auth.owns(srv.store, model.caller.rid, owner):
         raise ApiError(409, "owner resources not sufficient")
@@ -408,16 +411,16 @@ async def _remap(srv, model, sn, row, oldsn):
     if old is None:
         raise ApiError(404, "no such old serial number")
     _share_guard(model, old)
-    if not old[2]:
+    if not old.client_rid:
         raise ApiError(409, "old serial number has no client")
-    if row is not None and row[2]:
+    if row is not None and row.client_rid:
         raise ApiError(409, "serial number already has a client")
     async with srv.store.tx():
         await srv.store.ensure_sn(model.id, sn)
         await srv.store.set_sn_client(model.id, oldsn, None, None)
-        await srv.store.set_sn_client(model.id, sn, old[2], model.caller.rid)
-        await srv.store.set_client_cik(old[2], new_cik(), "notactivated", srv.now())
-    log.info("model %s: client %s remapped", model.id, old[2][:8])
+        await srv.store.set_sn_client(model.id, sn, old.client_rid, model.caller.rid)
+        await srv.store.set_client_cik(old.client_rid, new_cik(), "notactivated", srv.now())
+    log.info("model %s: client %s remapped", model.id, old.client_rid[:8])
     return None
 
 

@@ -87,7 +87,7 @@ async def _register_client(srv, request):
 async def get_register(request):
     srv = request.app[SERVER]
     client = await _register_client(srv, request)
-    name = await srv.store.vendor_name_of(client[0])
+    name = await srv.store.vendor_name_of(client.rid)
     if name is None:
         raise ApiError(404, "no vendor name registered to this client")
     return text(name)
@@ -99,20 +99,20 @@ async def post_register(request):
     form = await read_form(request)
     only(form, "vendor", "delete")
     name = check_name(one(form, "vendor"), "vendor")
-    if client[1] != "vendor":
+    if client.kind != "vendor":
         raise ApiError(403, "device clients cannot register vendor names")
     if is_true(form, "delete"):
-        if not await srv.store.delete_vendor_name(name, client[0]):
+        if not await srv.store.delete_vendor_name(name, client.rid):
             raise ApiError(404, "vendor name not registered to this client")
-        log.info("client %s: vendor name removed", client[0][:8])
+        log.info("client %s: vendor name removed", client.rid[:8])
         return done()
-    if await srv.store.vendor_name_of(client[0]) is not None:
+    if await srv.store.vendor_name_of(client.rid) is not None:
         raise ApiError(409, "this client already has a vendor name")
     try:
-        await srv.store.add_vendor_name(name, client[0])
+        await srv.store.add_vendor_name(name, client.rid)
     except Duplicate:
         raise ApiError(409, "vendor name taken")
-    log.info("client %s: vendor name registered", client[0][:8])
+    log.info("client %s: vendor name registered", client.rid[:8])
     return done()
 
 
