@@ -138,9 +138,9 @@ class PgEngine:
         if listener is not None:
             with contextlib.suppress(*DOWN):
                 await listener.close(timeout=2)
-        if self.pool is not None:
-            pool, self.pool = self.pool, None
-            await pool.close()
+        if self.pool is not None:  # waits for the connections in use (a blob's deletion)
+            await self.pool.close()
+            self.pool = None
 
     # -- change notification -------------------------------------------------------------
 
@@ -175,6 +175,8 @@ class PgEngine:
     # -- connections and transactions ------------------------------------------------------
 
     async def _acquire(self):
+        if self._closing:  # no new statement once closing (a background task's)
+            raise Unavailable()
         try:
             return await self.pool.acquire(timeout=ACQUIRE_TIMEOUT)
         except DOWN as exc:
