@@ -3,9 +3,11 @@
 Credentials are only ever hashed and looked up (db.secret_hash); a log line names a rid.
 """
 
+import functools
 from dataclasses import dataclass
 
 from .db import Client, ModelRow
+from .state import SERVER
 from .util import ApiError, check_name
 
 CRED_MAX = 256
@@ -82,21 +84,57 @@ async def device(store, request) -> Client:
     return row
 
 
-async def model(store, request, caller, name, shared_ok=False):
-    """Resolve `name` for `caller`, honouring X-Exosite-Vendor shares (spec README, Shares).
+# What a vendor procedure takes, declared per route (app.ROUTES) and checked by guard():
+VENDOR = "vendor"  # the caller's own vendor-level procedure: no X-Exosite-Vendor for another
+MODEL = "model"  # a procedure on one of the caller's models ({model} in the path)
+SHARED = "shared"  # the same, also on a model another vendor shares with the caller
+_ACCESS = "exoprov.access"  # request[_ACCESS]: (Vendor, declaration)
 
-    Without the header the model is the caller's own: 404 if no vendor has it, 403 if only
-    others do. With the header naming another vendor, the model must be shared with the
-    caller and the procedure one that shares allow (`shared_ok`), else 403.
-    """
+
+def guard(handler, access):
+    """`handler` behind its route's declaration (None: not a vendor procedure). The calling
+    vendor is authenticated first (401); a VENDOR procedure refuses X-Exosite-Vendor naming
+    another vendor (403); then the handler runs and, on a model route, resolves the model
+    with model_of() (the share rules, after the handler's own parameter checks)."""
+    if access is None:
+        return handler
+
+    @functools.wraps(handler)
+    async def guarded(request):
+        caller = await vendor(request.app[SERVER].store, request)
+        other = request.headers.get("X-Exosite-Vendor")
+        if access == VENDOR and other is not None and other != caller.name:
+            raise ApiError(403, "shared access does not cover this procedure")
+        request[_ACCESS] = (caller, access)
+        return await handler(request)
+
+    return guarded
+
+
+def caller(request) -> Vendor:
+    """The vendor guard() authenticated for this request."""
+    return request[_ACCESS][0]
+
+
+async def model_of(request) -> "Model":
+    """The model of the path for the calling vendor, under its route's declaration.
+
+    Without X-Exosite-Vendor the model is the caller's own: 404 if no vendor has it, 403 if
+    only others do. With the header naming another vendor, the model must be shared with the
+    caller and the route declared SHARED, else 403 (the Provision API's shares)."""
+    who, access = request[_ACCESS]
     return await resolve_model(
-        store, caller, name, request.headers.get("X-Exosite-Vendor"), shared_ok
+        request.app[SERVER].store,
+        who,
+        request.match_info["model"],
+        request.headers.get("X-Exosite-Vendor"),
+        access == SHARED,
     )
 
 
 async def resolve_model(store, caller, name, owner_name=None, shared_ok=False):
-    """`model` without a request: `owner_name` stands for the X-Exosite-Vendor header (the
-    dashboard passes the owner its URL names)."""
+    """model_of() without a request: `owner_name` stands for the X-Exosite-Vendor header (the
+    dashboard passes the owner its URL names), `shared_ok` for a SHARED route."""
     check_name(name, "model")
     if owner_name is not None and owner_name != caller.name:
         if not shared_ok:

@@ -115,19 +115,13 @@ async def _sn_known(srv, model, sn):
     )
 
 
-async def _model(request, caller):
-    srv = request.app[SERVER]
-    return await auth.model(srv.store, request, caller, request.match_info["model"])
-
-
 async def list_or_sn(request):
     """GET content/<model>/ (all ids) and ?sn= (ids that serial number may download)."""
     srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
     q = query(request)
     only(q, "sn")
     try:
-        model = await _model(request, caller)
+        model = await auth.model_of(request)
     except ApiError as exc:
         if exc.status == 404:
             raise ApiError(400, "invalid vendor/model pair")  # documented code for listings
@@ -143,8 +137,7 @@ async def list_or_sn(request):
 
 async def create_or_delete(request):
     srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
-    model = await _model(request, caller)
+    model = await auth.model_of(request)
     form = await read_form(request)
     only(form, "id", "delete", "meta", "description", "protected")
     cid = check_name(one(form, "id"), "content id")
@@ -188,11 +181,10 @@ async def _content(srv, model, cid):
 async def get_item(request):
     """GET content/<model>/<id>: info, ?download=true, ?sn=, ?show=groups."""
     srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
     q = query(request)
     only(q, "download", "sn", "show", "offset", "limit")
     try:
-        model = await _model(request, caller)
+        model = await auth.model_of(request)
     except ApiError as exc:
         if exc.status == 404 and is_true(q, "download"):
             # -latest.md: a blob download names 403 for an invalid vendor/model pair
@@ -220,8 +212,7 @@ async def get_item(request):
 
 async def upload(request):
     srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
-    model = await _model(request, caller)
+    model = await auth.model_of(request)
     cid = (await _content(srv, model, request.match_info["id"]))["cid"]
     ctype = check_ctype(request.headers.get("Content-Type", "application/octet-stream"))
     name, size = await srv.blobs.receive(request, srv.max_content)
@@ -248,7 +239,6 @@ async def attach(srv, model, cid, name, ctype, size):
 
 async def delete_item(request):
     srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
-    model = await _model(request, caller)
+    model = await auth.model_of(request)
     await remove(srv, model, request.match_info["id"])
     return done()

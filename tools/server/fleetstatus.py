@@ -104,12 +104,11 @@ async def reported(request, client_rid, pairs):
 
 async def _model(request):
     srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
-    model = await auth.model(srv.store, request, caller, request.match_info["model"], True)
+    model = await auth.model_of(request)
     # As in the serial number list: a share sees only what it enabled, and the owner may
     # ask for what one vendor enabled (`shared=<vendor>`).
     if model.shared:
-        return srv, model, caller.rid
+        return srv, model, model.caller.rid
     name = one(query(request), "shared")
     if name is None:
         return srv, model, None

@@ -32,25 +32,6 @@ _JSON_TYPES = ("application/javascript", "application/json")
 _RID_LEN = 40
 
 
-async def _ctx(request, shared_ok=False):
-    srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
-    return srv, await auth.model(
-        srv.store, request, caller, request.match_info["model"], shared_ok
-    )
-
-
-async def _no_share(request):
-    """Procedures outside /<model>/ and /<model>/<sn> refuse X-Exosite-Vendor for another
-    vendor (spec README, Shares)."""
-    srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
-    other = request.headers.get("X-Exosite-Vendor")
-    if other is not None and other != caller.name:
-        raise ApiError(403, "shared access does not cover this procedure")
-    return srv, caller
-
-
 async def _template(srv, caller, form):
     """(kind, template, options) of a model create/update body."""
     rid, code = one(form, "rid"), one(form, "code")
@@ -74,7 +55,7 @@ async def _template(srv, caller, form):
 
 
 async def list_models(request):
-    srv, caller = await _no_share(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     q = query(request)
     only(q, "show")
     show = one(q, "show")
@@ -87,7 +68,7 @@ async def list_models(request):
 
 
 async def create_or_delete_model(request):
-    srv, caller = await _no_share(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     form = await read_form(request)
     only(form, "model", "delete", "confirm", "rid", "code", "options", "options[]")
     name = check_name(one(form, "model"), "model")
@@ -119,7 +100,7 @@ async def _delete_model(srv, caller, name, form=None):
 
 
 async def model_info(request):
-    _srv, model = await _ctx(request)
+    model = await auth.model_of(request)
     row = model.row
     pairs = [(row.template_kind, row.template)] + [("options[]", o) for o in row.options]
     body = urlencode(pairs, safe="[]")
@@ -127,7 +108,7 @@ async def model_info(request):
 
 
 async def update_model(request):
-    srv, model = await _ctx(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     form = await read_form(request)
     kind, template, options = await _template(srv, model.caller, form)
     await srv.store.update_model(model.id, kind, template, options)
@@ -137,7 +118,7 @@ async def update_model(request):
 async def delete_model(request):
     """DELETE model/<model>; clients of the time (pyonep model_remove) also send the body
     `delete=true&model=<model>&confirm=true`, with or without a form Content-Type."""
-    srv, model = await _ctx(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     form = await _delete_form(request)
     if one(form, "model") not in (None, model.name):
         raise ApiError(400, "model in the body is not the model of the path")
@@ -147,7 +128,7 @@ async def delete_model(request):
 async def delete_model_form(request):
     """DELETE /provision/manage/model/ with `delete=true&model=<model>` in the body: the POST
     form of model deletion sent with the DELETE method, as vendors' scripts did."""
-    srv, caller = await _no_share(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     form = await _delete_form(request)
     name = check_name(one(form, "model"), "model")
     return await _delete_model(srv, caller, name, form)
@@ -166,7 +147,7 @@ async def _delete_form(request):
 
 
 async def list_sns(request):
-    srv, model = await _ctx(request, shared_ok=True)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     q = query(request)
     only(q, "show", "offset", "limit", "shared", "status")
     show = one(q, "show")
@@ -196,7 +177,7 @@ async def list_sns(request):
 
 
 async def add_sns(request):
-    srv, model = await _ctx(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     kind = media_type(request)
     if kind in _JSON_TYPES:
         specs = _read_ranges(await read_text(request))
@@ -266,7 +247,7 @@ def _read_ranges(body):
 
 
 async def delete_sns(request):
-    srv, model = await _ctx(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     kind = media_type(request)
     if kind in _JSON_TYPES:
         specs = _read_ranges(await read_text(request))
@@ -316,7 +297,7 @@ def _share_guard(model, row):
 
 
 async def sn_get(request):
-    srv, model = await _ctx(request, shared_ok=True)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     q = query(request)
     only(q, "show", "offset", "limit")
     sn, row, listed = await _sn(srv, model, request.match_info["sn"])
@@ -350,7 +331,7 @@ async def sn_get(request):
 
 
 async def sn_post(request):
-    srv, model = await _ctx(request, shared_ok=True)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     form = await read_form(request)
     only(form, "enable", "disable", "owner", "oldsn")
     sn = check_name(request.match_info["sn"], "sn")
@@ -425,7 +406,7 @@ async def _remap(srv, model, sn, row, oldsn):
 
 
 async def sn_delete(request):
-    srv, model = await _ctx(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     sn, row, _listed = await _sn(srv, model, request.match_info["sn"])
     if row is None:
         raise ApiError(404, "no such serial number")

@@ -7,31 +7,17 @@ from .db import Duplicate
 from .state import SERVER, log
 from .util import ApiError, check_name, csv, done, is_true, one, only, read_form, text
 
-
-async def _ctx(request):
-    srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
-    other = request.headers.get("X-Exosite-Vendor")
-    if other is not None and other != caller.name:
-        raise ApiError(403, "shared access does not cover this procedure")
-    return srv, caller
-
-
-async def _model(request):
-    srv, caller = await _ctx(request)
-    return srv, caller, await auth.model(srv.store, request, caller, request.match_info["model"])
-
-
 # -- /provision/manage/share/<model>/ ------------------------------------------------------
 
 
 async def list_shares(request):
-    srv, _caller, model = await _model(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     return csv(await srv.store.share_names(model.id), empty_status=204)
 
 
 async def post_share(request):
-    srv, caller, model = await _model(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
+    caller = model.caller
     form = await read_form(request)
     only(form, "vendor", "delete")
     name = check_name(one(form, "vendor"), "vendor")
@@ -51,7 +37,7 @@ async def post_share(request):
 
 
 async def get_share(request):
-    srv, _caller, model = await _model(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     name = check_name(request.match_info["vendor"], "vendor")
     if not await srv.store.is_shared(model.id, name):
         raise ApiError(404, "model not shared with this vendor")
@@ -59,7 +45,7 @@ async def get_share(request):
 
 
 async def delete_share(request):
-    srv, _caller, model = await _model(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     name = check_name(request.match_info["vendor"], "vendor")
     if not await srv.store.delete_share(model.id, name):
         raise ApiError(404, "model not shared with this vendor")
@@ -120,12 +106,12 @@ async def post_register(request):
 
 
 async def list_tokens(request):
-    srv, caller = await _ctx(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     return csv(await srv.store.token_ids(caller.rid))
 
 
 async def post_token(request):
-    srv, caller = await _ctx(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     form = await read_form(request)
     only(form, "id", "delete")
     tid = check_name(one(form, "id"), "token id")
@@ -145,7 +131,7 @@ async def post_token(request):
 
 
 async def get_token(request):
-    srv, caller = await _ctx(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     tid = check_name(request.match_info["id"], "token id")
     token = await srv.store.token_secret(caller.rid, tid)
     if token is None:
@@ -154,7 +140,7 @@ async def get_token(request):
 
 
 async def delete_token(request):
-    srv, caller = await _ctx(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     tid = check_name(request.match_info["id"], "token id")
     if not await srv.store.delete_token(caller.rid, tid):
         raise ApiError(404, "no such token")
