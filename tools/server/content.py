@@ -39,7 +39,7 @@ async def _reach(srv, model_id, type_, mid):
 
 async def visible(srv, model_id, sn, row, sn_groups=None):
     """Unprotected content is visible to every serial number of the model; protected content
-    only through a group both belong to (spec README, Content and Range)."""
+    only through a group both belong to (the Provision API's protected content)."""
     if not row["protected"]:
         return True
     if sn_groups is None:
@@ -68,7 +68,7 @@ def vendor_info(row):
 
 
 async def send(request, srv, row):
-    """The blob of `row`, whole or one Range, with validators (spec README)."""
+    """The blob of `row`, whole or one Range, with validators (ETag, Last-Modified)."""
     if row["blob"] is None:
         raise ApiError(404, "no content uploaded")
     total = row["size"]
@@ -187,7 +187,7 @@ async def get_item(request):
         model = await auth.model_of(request)
     except ApiError as exc:
         if exc.status == 404 and is_true(q, "download"):
-            # -latest.md: a blob download names 403 for an invalid vendor/model pair
+            # GET .../content/<model>/<id>?download=true answers 403 for an invalid pair
             raise ApiError(403, "invalid vendor/model pair")
         raise
     row = await _content(srv, model, request.match_info["id"])

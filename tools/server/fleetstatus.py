@@ -1,4 +1,4 @@
-"""What devices tell the server (issue 10): when each serial number was last heard from and
+"""What devices tell the server: when each serial number was last heard from and
 from where, and the status its agent reports through the alias interface.
 
 Every device call (activate, the download procedures, alias writes) sets `last_seen` and

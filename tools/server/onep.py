@@ -1,4 +1,4 @@
-"""The One Platform data interface beside the Provision API (spec README, The rest):
+"""The One Platform data interface beside the Provision API:
 `/onep:v1/stack/alias` writes and reads a client's aliases; `/jsonp/register` and `/jsonp`
 serve their timestamped values to whoever holds a read token."""
 

@@ -44,7 +44,8 @@ class Server:
         return int(self.clock())
 
     def status(self, state, enabled_at):
-        """The status column of the spec README lifecycle table ('' with no client)."""
+        """A serial number's status as the Provision API lists it: activated, notactivated
+        (its activation window open) or expired; '' with no client."""
         if state is None:
             return ""
         if state == "activated":
