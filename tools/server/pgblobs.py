@@ -8,7 +8,7 @@ import secrets
 import time
 
 from .pg_engine import Unavailable
-from .util import read_chunk, too_large
+from .util import body_chunks, check_length
 
 CHUNK = 256 * 1024  # bytes per blob_chunks row: a 64 KiB Range reads one or two rows
 STALE = 120.0  # unreferenced blobs younger than this may be an upload about to be committed
@@ -104,24 +104,15 @@ class PgBlobs:
     async def receive(self, request, cap, digest=None):
         """Stream the request body to a new blob: returns (name, size). 413 over `cap`.
         `digest` (a hashlib object) sees every byte on the way."""
-        length = request.content_length
-        if length is not None and length > cap:
-            raise too_large(cap)
+        check_length(request, cap)
         name = secrets.token_hex(16)
         await self.db.run("INSERT INTO pg_blobs (id, created) VALUES (?, ?)", name, time.time())
         size, idx = 0, 0
         buf = bytearray()
         ok = False
         try:
-            while True:
-                chunk = await read_chunk(request)
-                if not chunk:
-                    break
+            async for chunk in body_chunks(request, cap, digest):
                 size += len(chunk)
-                if size > cap:
-                    raise too_large(cap)
-                if digest is not None:
-                    digest.update(chunk)
                 buf += chunk
                 while len(buf) >= CHUNK:
                     await self._put(name, idx, bytes(buf[:CHUNK]))
