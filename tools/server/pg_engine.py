@@ -164,8 +164,10 @@ class PgEngine:
         try:
             while not self._closing and self._listener is None:
                 await asyncio.sleep(LISTEN_RETRY)
-                with contextlib.suppress(*DOWN):
+                try:
                     await self._listen()
+                except Exception as exc:  # down, or starting up: try again in a moment
+                    log.debug("LISTEN connection: %s", type(exc).__name__)
         finally:
             self._listen_task = None
 
