@@ -250,16 +250,16 @@ class PgEngine:
     # -- statements ------------------------------------------------------------------------
 
     async def one(self, sql, *args):
-        async with self._conn() as c:
-            try:
-                return await c.fetchrow(_prepare(sql)[0], *args)
-            except DOWN as exc:
-                raise unavailable(exc) from None
+        return await self._query(sql, args, first=True)
 
     async def all(self, sql, *args):
+        return await self._query(sql, args, first=False)
+
+    async def _query(self, sql, args, first):
         async with self._conn() as c:
+            fetch = c.fetchrow if first else c.fetch
             try:
-                return await c.fetch(_prepare(sql)[0], *args)
+                return await fetch(_prepare(sql)[0], *args)
             except DOWN as exc:
                 raise unavailable(exc) from None
 
