@@ -104,7 +104,7 @@ class Conn:
         self.ca = None
         self.min_rate = 0  # bytes/s a body must keep up after _GRACE; 0: no floor
         self._connect = connect
-        self._timeout = timeout_ms
+        self._timeout = self._ms = timeout_ms  # the connection's bound; this exchange's
         self._ticks = ticks_ms
         self._s = self._p = None
         self._buf = bytearray(_RBUF)
@@ -130,7 +130,7 @@ class Conn:
         # Every wait ends 1 ms past the exchange deadline or the throughput floor, whichever
         # comes first, so a stall is cut there and not a whole timeout later.
         while True:
-            wait = self._timeout
+            wait = self._ms
             if self._ticks:
                 now = self._ticks()
                 wait = ticks_diff(self._deadline, now)
@@ -194,11 +194,12 @@ class Conn:
                         raise ProtocolError("control byte in a line")
                 return line
 
-    def request(self, method, path, hdrs=(), body=None):
-        """Send one request, read the status line and headers; -> status.
-        A GET on a kept-alive connection that the server had closed (nothing came back) is
-        sent once more on a fresh one; a POST always goes on a fresh connection, so it is
-        never sent twice."""
+    def request(self, method, path, hdrs=(), body=None, ms=0):
+        """Send one request, read the status line and headers; -> status. The exchange
+        (connect, request, answer, body) is bounded by the connection's timeout, or by `ms`
+        when that is shorter. A GET on a kept-alive connection that the server had closed
+        (nothing came back) is sent once more on a fresh one; a POST always goes on a fresh
+        connection, so it is never sent twice."""
         if self._s is not None and (
             method != "GET" or not self._keep or self._left or self._chunked
         ):
@@ -217,16 +218,17 @@ class Conn:
         else:
             req += "\r\n"
         req = memoryview(req.encode())
+        self._ms = min(ms, self._timeout) if ms else self._timeout
         self.sent = False  # did any byte of this request leave? (fsm: a lost activation)
         while True:
             fresh = self._s is None
             self._rx = False
             self._t0 = None
             if self._ticks:
-                self._deadline = self._ticks() + self._timeout
+                self._deadline = self._ticks() + self._ms
             try:
                 if fresh:
-                    self._s = self._connect(self.host, self.port, self.tls, self._timeout, self.ca)
+                    self._s = self._connect(self.host, self.port, self.tls, self._ms, self.ca)
                 mv = req
                 while mv:
                     mv = mv[self._io(1, mv) :]

@@ -1,4 +1,5 @@
-"""Resumable, verified download of one content id into the board's slot.
+"""Resumable, verified download of one content id into the board's slot, and what follows
+the apply: confirmed at the next start that reaches the server, or rolled back.
 
 The journal in the record (store.py) is advanced only after the slot holds the bytes, so a
 reset resumes where it stopped, re-hashing the written prefix from the slot.
@@ -6,6 +7,7 @@ reset resumes where it stopped, re-hashing the written prefix from the slot.
 
 from .compat import log
 from .http import AgentError, ProtocolError
+from .store import count, key
 
 
 class Refused(AgentError):
@@ -38,7 +40,7 @@ def pick(api, cik, ids, rec):
     for cid in ids:
         size, ts, meta = api.info(cik, cid)[1:]
         c = (cid, size, ts, meta.get("sha256"), meta.get("version"), meta)
-        if rec["bad"] != "%s:%d" % (cid, ts):
+        if rec["bad"] != key(cid, ts):
             if best is None or newer((c[4], ts), (best[4], best[2])):
                 best = c
     if best and (newer((best[4], best[2]), cur) or newer(cur, (best[4], best[2]))):
@@ -64,7 +66,7 @@ def check(cand, rec, cfg):
     if inst and rb == "0" and newer((inst.get("ver"), inst.get("ts") or 0), (ver, ts)):
         got = (cid, ver or ts, inst.get("ver") or inst.get("ts"))
         raise Refused("%s: %s is older than the installed %s: no downgrade" % got)
-    keys = cfg.get("pubkeys")
+    keys = cfg["pubkeys"]
     if not keys:
         return cand[:5]
     name = meta.get("key")
@@ -159,7 +161,7 @@ def download(api, board, rec, cand, mv, save, chunk, unverified=False, retries=3
         # (after a resume: not counted): start again from zero, a bounded number of times.
         j["off"], j["etag"], j["mm"] = 0, None, j.get("mm", 0) + (not resumed)
         if j["mm"] > retries:
-            rec["j"], rec["bad"] = None, "%s:%d" % (cid, ts)
+            refuse(rec, cid, ts)
             save()
             raise Refused("%s: sha256 mismatch, refused (fetches: %d)" % (cid, j["mm"]))
         save()
@@ -175,8 +177,57 @@ def download(api, board, rec, cand, mv, save, chunk, unverified=False, retries=3
     try:
         board.slot_apply()
     except Exception:  # not BaseException: an interrupt is not the board refusing the image
-        rec["pend"] = rec["j"] = None
-        rec["bad"] = "%s:%d" % (cid, ts)  # the board refused this image: not again
+        refuse(rec, cid, ts)  # the board refused this image: not again
         save()
         raise
     log("applied", cid, "version", ver)
+
+
+def refuse(rec, cid, ts, rolled=False):
+    """Forget the journal and any pending update of content cid, and skip this version of
+    it until it changes; rolled: it was applied and is given up (a rollback is counted)."""
+    rec["pend"] = rec["j"] = None
+    rec["bad"] = key(cid, ts)
+    if rolled:
+        count(rec, "rb")
+
+
+def boot(board, rec, most, save):
+    """A start with an applied update not yet confirmed: count it; after `most` such starts
+    the update never reached the server: refuse it, save, roll the slot back.
+    -> True when rolled back."""
+    p = rec["pend"]
+    if not p:
+        return False
+    p["boots"] = p.get("boots", 0) + 1
+    if p["boots"] <= most:
+        return False
+    log("update", p["id"], "never confirmed: rolling back")
+    refuse(rec, p["id"], p["ts"], True)
+    save()  # before the slot goes back: a reset in between must not apply it again
+    board.slot_rollback()
+    return True
+
+
+def confirm(board, rec, most):
+    """The first start with an applied update that reached the server: keep the new content
+    if it runs (it becomes `inst`). If it does not (a reset before or during apply, or the
+    bootloader went back), the journal still holds the complete image, which the next
+    download() applies again without fetching it, up to `most` times; then it is refused.
+    The caller saves. -> True when given up (a rollback)."""
+    p, rec["pend"] = rec["pend"], None
+    try:
+        board.slot_confirm()
+    except OSError as e:
+        j = rec["j"] or {}
+        j["tries"] = j.get("tries", 0) + 1
+        log("update", p["id"], "is not running:", e.args[-1])
+        if rec["j"] and j["tries"] < most:
+            return False
+        refuse(rec, p["id"], p["ts"], True)
+        return True
+    rec["inst"] = {"id": p["id"], "ver": p["ver"], "sha": p["sha"], "ts": p["ts"]}
+    rec["j"] = None
+    count(rec, "upd")
+    log("update", p["id"], "confirmed")
+    return False

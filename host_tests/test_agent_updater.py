@@ -7,7 +7,7 @@ import os
 import pytest
 from agentkit import FakeBoard, FakeProvision, Reset, response
 
-from agent import store, updater
+from agent import config, store, updater
 from agent.api import Api, ApiError
 from agent.http import Conn, ProtocolError
 
@@ -294,7 +294,7 @@ def test_fsm_backs_off_between_refetches_then_refuses_and_reports():
     srv, board, rec, api, data = setup(10000)
     srv.contents["firmware-a"]["meta"] = "sha256=" + "0" * 64
     board.record = json.dumps(rec).encode()
-    cfg = {"sn": "s", "firmware_prefix": "firmware", "chunk": 8192, "verify_retries": 2}
+    cfg = dict(config.defaults(), sn="s", chunk=8192, buffer=BLOCK, verify_retries=2)
     m = F.Fsm(board, api, cfg)
     m.start()
     got = [m.step() for _ in range(4)]
