@@ -98,30 +98,15 @@ class Fsm:
 
     def step(self):
         """One decision. -> (exit code, ms to wait), or None to go on at once."""
-        rec, cfg, api = self.rec, self.cfg, self.api
+        rec, cfg = self.rec, self.cfg
         fresh = not rec["cik"]
         try:
             self.board.network_up(cfg["timeout"] * 1000)
             if fresh:
-                self._set("activating")
-                try:
-                    rec["cik"] = api.activate(cfg["sn"])
-                except ApiError as e:
-                    st = e.args[0]
-                    if st == 409:
-                        log("activation refused (409): not enabled, already activated or expired")
-                        self._set("expired")
-                        return EXPIRED, cfg["retry"] * 1000
-                    if st == 404 or st == 403:
-                        log("configuration error: activation answered", st)
-                        log("(404: serial number unknown, 403: invalid vendor/model pair)")
-                        self._set("unprov")
-                        return CONFIG, cfg["retry"] * 1000
-                    raise
-                store.count(rec, "act")
-                self._set("active")
-                self.said = False  # each activation is told (after the list below)
-            ids = api.list(rec["cik"], cfg["firmware_prefix"])
+                r = self.activate()
+                if r:
+                    return r
+            ids = self.api.list(rec["cik"], cfg["firmware_prefix"])
             if rec["pend"]:  # this start reached the server: keep the new content if it runs
                 if updater.confirm(self.board, rec, cfg["max_boots"]):
                     self.say = "rolledback"
@@ -129,64 +114,93 @@ class Fsm:
             if not self.said:  # this start or activation, with what runs after the above
                 self.said = True
                 self._report(self.say)
-            c = updater.pick(api, rec["cik"], ids, rec)
-            if c is None:
-                log("up to date")
-                if self.err or self.told:  # a failure or refusal was told: it is behind us
-                    self._report("active")
-                self.backoff = _MIN  # a whole pass worked: failures start over from 2 s
-                return OK, cfg["poll"] * 1000
-            c = updater.check(c, rec, cfg)  # downgrade, signature: refused before any download
-            j = rec["j"]
-            self.pct = j["off"] // (j["size"] // 10 + 1) if j and j["id"] == c[0] else 0
-            self._report("downloading", ("target", c[4] or c[2]), ("progress", self.pct * 10))
-            updater.download(
-                api,
-                self.board,
-                rec,
-                c,
-                self.mv,
-                self._saved,
-                cfg["chunk"],
-                cfg["allow_unverified"],
-                cfg["verify_retries"],
-            )
-            self.pct = 10
-            self._report("applied", ("target", c[4] or c[2]))
-            log("restarting into the new content")
-            self.board.reset()
-            return RESET, 0
+            c = updater.pick(self.api, rec["cik"], ids, rec)
+            if c:
+                return self.update(c)
+            log("up to date")
+            if self.err or self.told:  # a failure or refusal was told: it is behind us
+                self._report("active")
+            self.backoff = _MIN  # a whole pass worked: failures start over from 2 s
+            return OK, cfg["poll"] * 1000
         except updater.Refused as e:
-            log("update refused:", e.args[0])
-            err = e.args[0][:_ERR]
-            if err != self.told:  # a downgrade still offered is refused at every poll
-                self.err = err
-                if self._report("refused"):
-                    self.told = err
-            return REFUSED, cfg["poll"] * 1000
+            return self.refused(e)
         except (OSError, AgentError) as e:
-            self.pct, self.err = 10, repr(e)[:_ERR]
-            if isinstance(e, ApiError) and e.args[0] == 401 and not fresh:
-                # In active, 401 means the CIK was regenerated or disabled: activate again.
-                log("CIK refused (401): activating again")
-                rec["cik"] = None
-                self._set("unprov")
-                return None
-            if isinstance(e, ApiError) and e.args[0] == 401:
-                rec["cik"] = None  # refused right after activating: back off, do not loop
-                self._set("unprov")
-            elif fresh and not rec["cik"] and not api.sent():
-                self._set("unprov")  # the activation never left: nothing can have been lost
-            elif not isinstance(e, OSError):
-                # The server answered (an error status, a malformed answer): tell it now;
-                # after network trouble the error goes with the next status that gets out.
-                self._report("failed")
-            log("retrying in", self.backoff // 1000, "s after", repr(e))
-            from random import getrandbits
+            return self.failed(e, fresh)
 
-            wait = self.backoff // 2 + (self.backoff // 2) * getrandbits(8) // 255
-            self.backoff = min(self.backoff * 2, _MAX)
-            return FAIL, wait
+    def activate(self):
+        """POST /provision/activate with the state saved first. -> None once active, else
+        (exit code, ms to wait) for an answer that only a change on the server can alter."""
+        rec, retry = self.rec, self.cfg["retry"] * 1000
+        self._set("activating")
+        try:
+            rec["cik"] = self.api.activate(self.cfg["sn"])
+        except ApiError as e:
+            st = e.args[0]
+            if st == 409:
+                log("activation refused (409): not enabled, already activated or expired")
+                self._set("expired")
+                return EXPIRED, retry
+            if st == 404 or st == 403:
+                log("configuration error: activation answered", st)
+                log("(404: serial number unknown, 403: invalid vendor/model pair)")
+                self._set("unprov")
+                return CONFIG, retry
+            raise
+        store.count(rec, "act")
+        self._set("active")
+        self.said = False  # each activation is told (after the list, in step)
+
+    def update(self, cand):
+        """cand from updater.pick(): check it, download it, apply it, reset (which returns
+        only on hosts that exit from reset()). -> (RESET, 0)"""
+        rec = self.rec
+        c = updater.check(cand, rec, self.cfg)  # downgrade, signature: refused before a download
+        j = rec["j"]
+        self.pct = j["off"] // (j["size"] // 10 + 1) if j and j["id"] == c[0] else 0
+        self._report("downloading", ("target", c[4] or c[2]), ("progress", self.pct * 10))
+        updater.download(self.api, self.board, rec, c, self.mv, self._saved, self.cfg)
+        self.pct = 10
+        self._report("applied", ("target", c[4] or c[2]))
+        log("restarting into the new content")
+        self.board.reset()
+        return RESET, 0
+
+    def refused(self, e):
+        """An update refused (updater.Refused e): told once, tried again at the next poll."""
+        log("update refused:", e.args[0])
+        err = e.args[0][:_ERR]
+        if err != self.told:  # a downgrade still offered is refused at every poll
+            self.err = err
+            if self._report("refused"):
+                self.told = err
+        return REFUSED, self.cfg["poll"] * 1000
+
+    def failed(self, e, activating):
+        """A step that raised e (network, server or protocol trouble); activating: it began
+        without a CIK. -> (FAIL, ms of backoff with jitter), or None to activate again."""
+        rec = self.rec
+        self.pct, self.err = 10, repr(e)[:_ERR]
+        if isinstance(e, ApiError) and e.args[0] == 401 and not activating:
+            # In active, 401 means the CIK was regenerated or disabled: activate again.
+            log("CIK refused (401): activating again")
+            rec["cik"] = None
+            self._set("unprov")
+            return None
+        if isinstance(e, ApiError) and e.args[0] == 401:
+            rec["cik"] = None  # refused right after activating: back off, do not loop
+            self._set("unprov")
+        elif activating and not rec["cik"] and not self.api.sent():
+            self._set("unprov")  # the activation never left: nothing can have been lost
+        elif not isinstance(e, OSError):
+            # The server answered (an error status, a malformed answer): tell it now;
+            # after network trouble the error goes with the next status that gets out.
+            self._report("failed")
+        log("retrying in", self.backoff // 1000, "s after", repr(e))
+        from random import getrandbits
+
+        wait = self.backoff // 2 + (self.backoff // 2) * getrandbits(8) // 255
+        self.backoff = min(self.backoff * 2, _MAX)
+        return FAIL, wait
 
     def run(self, once=False):
         self.start()

@@ -104,7 +104,8 @@ class Conn:
         self.ca = None
         self.min_rate = 0  # bytes/s a body must keep up after _GRACE; 0: no floor
         self._connect = connect
-        self._timeout = self._ms = timeout_ms  # the connection's bound; this exchange's
+        self.timeout = timeout_ms  # each exchange's bound (request() may shorten one)
+        self._timeout = timeout_ms  # the bound of the exchange under way
         self._ticks = ticks_ms
         self._s = self._p = None
         self._buf = bytearray(_RBUF)
@@ -130,7 +131,7 @@ class Conn:
         # Every wait ends 1 ms past the exchange deadline or the throughput floor, whichever
         # comes first, so a stall is cut there and not a whole timeout later.
         while True:
-            wait = self._ms
+            wait = self._timeout
             if self._ticks:
                 now = self._ticks()
                 wait = ticks_diff(self._deadline, now)
@@ -218,17 +219,17 @@ class Conn:
         else:
             req += "\r\n"
         req = memoryview(req.encode())
-        self._ms = min(ms, self._timeout) if ms else self._timeout
+        self._timeout = min(ms, self.timeout) if ms else self.timeout
         self.sent = False  # did any byte of this request leave? (fsm: a lost activation)
         while True:
             fresh = self._s is None
             self._rx = False
             self._t0 = None
             if self._ticks:
-                self._deadline = self._ticks() + self._ms
+                self._deadline = self._ticks() + self._timeout
             try:
                 if fresh:
-                    self._s = self._connect(self.host, self.port, self.tls, self._ms, self.ca)
+                    self._s = self._connect(self.host, self.port, self.tls, self._timeout, self.ca)
                 mv = req
                 while mv:
                     mv = mv[self._io(1, mv) :]

@@ -93,15 +93,16 @@ def check(cand, rec, cfg):
     return cand[:5]
 
 
-def download(api, board, rec, cand, mv, save, chunk, unverified=False, retries=3):
-    """Download cand into the slot in Range requests of `chunk` bytes through the buffer mv,
-    verify size and sha256, save the pending update, apply it. Raises on any failure. A
+def download(api, board, rec, cand, mv, save, cfg):
+    """Download cand into the slot in Range requests of cfg["chunk"] bytes through the buffer
+    mv, verify size and sha256, save the pending update, apply it. Raises on any failure. A
     digest mismatch is fetched again from zero (by the next call: the caller backs off) up
-    to `retries` times, then the content is refused until it changes."""
+    to cfg["verify_retries"] times, then the content is refused until it changes. Without a
+    sha256 only with cfg["allow_unverified"]."""
     import hashlib
 
     cid, size, ts, sha, ver = cand[:5]
-    if not sha and not unverified:
+    if not sha and not cfg["allow_unverified"]:
         raise Refused("%s has no sha256 in its meta" % cid)
     if sha and len(sha) != 64:
         raise Refused("%s: malformed sha256" % cid)
@@ -131,7 +132,7 @@ def download(api, board, rec, cand, mv, save, chunk, unverified=False, retries=3
         board.slot_erase()
         log("downloading", cid, "version", ver, "size", size)
     resumed = off
-    conn = api.conn
+    conn, chunk = api.conn, cfg["chunk"]
     while off < size:
         last = min(off + chunk, size) - 1
         etag = api.fetch(rec["cik"], cid, off, last, size, j["etag"])
@@ -160,8 +161,9 @@ def download(api, board, rec, cand, mv, save, chunk, unverified=False, retries=3
         # Corruption in transit or on a proxy, or a slot that lost bytes the journal counted
         # (after a resume: not counted): start again from zero, a bounded number of times.
         j["off"], j["etag"], j["mm"] = 0, None, j.get("mm", 0) + (not resumed)
+        retries = cfg["verify_retries"]
         if j["mm"] > retries:
-            refuse(rec, cid, ts)
+            discard(rec, cid, ts)
             save()
             raise Refused("%s: sha256 mismatch, refused (fetches: %d)" % (cid, j["mm"]))
         save()
@@ -177,18 +179,18 @@ def download(api, board, rec, cand, mv, save, chunk, unverified=False, retries=3
     try:
         board.slot_apply()
     except Exception:  # not BaseException: an interrupt is not the board refusing the image
-        refuse(rec, cid, ts)  # the board refused this image: not again
+        discard(rec, cid, ts)  # the board refused this image: not again
         save()
         raise
     log("applied", cid, "version", ver)
 
 
-def refuse(rec, cid, ts, rolled=False):
+def discard(rec, cid, ts, rb=False):
     """Forget the journal and any pending update of content cid, and skip this version of
-    it until it changes; rolled: it was applied and is given up (a rollback is counted)."""
+    it until it changes; rb: it was applied and is given up (a rollback is counted)."""
     rec["pend"] = rec["j"] = None
     rec["bad"] = key(cid, ts)
-    if rolled:
+    if rb:
         count(rec, "rb")
 
 
@@ -203,7 +205,7 @@ def boot(board, rec, most, save):
     if p["boots"] <= most:
         return False
     log("update", p["id"], "never confirmed: rolling back")
-    refuse(rec, p["id"], p["ts"], True)
+    discard(rec, p["id"], p["ts"], True)
     save()  # before the slot goes back: a reset in between must not apply it again
     board.slot_rollback()
     return True
@@ -224,7 +226,7 @@ def confirm(board, rec, most):
         log("update", p["id"], "is not running:", e.args[-1])
         if rec["j"] and j["tries"] < most:
             return False
-        refuse(rec, p["id"], p["ts"], True)
+        discard(rec, p["id"], p["ts"], True)
         return True
     rec["inst"] = {"id": p["id"], "ver": p["ver"], "sha": p["sha"], "ts": p["ts"]}
     rec["j"] = None

@@ -28,9 +28,8 @@ def setup(size=20000, **add):
 def run(srv, board, rec, api, chunk=8192, unverified=False, retries=3):
     cand = updater.pick(api, rec["cik"], api.list(rec["cik"], "firmware"), rec)
     mv = memoryview(bytearray(BLOCK))
-    return updater.download(
-        api, board, rec, cand, mv, lambda: store.save(board, rec), chunk, unverified, retries
-    )
+    cfg = dict(config.defaults(), chunk=chunk, allow_unverified=unverified, verify_retries=retries)
+    return updater.download(api, board, rec, cand, mv, lambda: store.save(board, rec), cfg)
 
 
 def ranges(srv):
@@ -285,7 +284,8 @@ def test_content_gone_is_not_found():
     cand = updater.pick(api, rec["cik"], ["firmware-a"], rec)
     del srv.contents["firmware-a"]
     with pytest.raises(ApiError, match="404"):
-        updater.download(api, board, rec, cand, memoryview(bytearray(BLOCK)), lambda: 0, 8192)
+        mv = memoryview(bytearray(BLOCK))
+        updater.download(api, board, rec, cand, mv, lambda: 0, dict(config.defaults(), chunk=8192))
 
 
 def test_fsm_backs_off_between_refetches_then_refuses_and_reports():
