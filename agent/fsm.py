@@ -23,6 +23,12 @@ _ERR = const(60)  # the reported error is cut to this many characters
 
 
 class Fsm:
+    # step() dispatches to activate, update, refused and failed: no leading underscore, as
+    # these strings are interned already (a procedure, report states). Run from .mpy, every
+    # new name is a qstr in the heap, and with the signature check loaded the agent's names
+    # nearly fill a qstr pool (297 of 300, 64-bit unix port): a few more cost a new pool,
+    # 3.6 KiB of the heap (tools/harness/heapflow.py).
+
     def __init__(self, board, api, cfg, mv=None):
         self.board, self.api, self.cfg = board, api, cfg
         self.rec = store.load(board)
