@@ -16,7 +16,9 @@
   figure that compares like with like;
   Then tools/harness/heapflow.py: the full flow (signed 1 MiB update, confirm, re-activation)
   bisected in 256-byte steps, side by side: 64-bit .mpy, 32-bit frozen firmware (built from
-  ../shared/micropython), from source, and `requests` frozen into the same 32-bit binary;
+  the tree EXOPROV_MICROPYTHON names), from source, and `requests` frozen into the same 32-bit
+  binary (from the micropython-lib checkout EXOPROV_MPLIB names); ways whose tree is not given
+  are skipped with one line each;
 - mpy: `.mpy` size of the agent, and of the agent with each board module;
 - server: requests per second for 50 keep-alive clients (wrk) fetching 64 KiB Range
   requests of one blob, side by side: nginx serving the blob as a static file (HTTP and

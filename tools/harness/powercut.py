@@ -23,7 +23,7 @@ With `both` (the default) and `littlefs` it also runs tools/harness/lfscut.py: t
 record and A/B bundles on MicroPython's real LittleFS2 over a file-backed NOR flash, the power
 cut before and torn at every program and sector erase of a whole flow. With `both` the command
 also builds the 32-bit unix port with the agent frozen in (tools/harness/firmware.py, from
-../shared/micropython, about 35 s or cached; `--no-frozen` skips it) and cuts it at every
+EXOPROV_MICROPYTHON, about 35 s or cached; `--no-frozen` skips it) and cuts it at every
 write, as `--frozen BIN` does.
 
 Prints `N/N cut points survived`; exit 1 otherwise.
@@ -379,11 +379,11 @@ def run(which="both", size=256 * 1024, sample=None, log=print, flash=False, flas
 
 def build_frozen():
     """The 32-bit firmware with the agent frozen in (tools/harness/firmware.py: about 35 s, or
-    cached); None, said, when the MicroPython tarball is not beside the repository."""
-    from tools.harness.firmware import TARBALL, frozen_build
+    cached); None, said, when EXOPROV_MICROPYTHON names no MicroPython tree."""
+    from tools.harness.firmware import frozen_build, micropython_tree, skip_line
 
-    if not TARBALL.exists():
-        print(f"powercut: no {TARBALL}: the frozen firmware is left out (--frozen BIN runs it)")
+    if micropython_tree() is None:
+        print("powercut: skipped: " + skip_line("the frozen firmware", "make powercut"))
         return None
     t = time.monotonic()
     binary = frozen_build(32, say=lambda m: print("powercut:", m))
