@@ -24,8 +24,9 @@ class ApiError(AgentError):
 class Api:
     def __init__(self, conn, vendor, model):
         self.conn = conn
-        self._vm = form(("vendor", vendor), ("model", model))
-        self._q = "/provision/download?" + self._vm
+        # One encoded copy of vendor and model, kept for the whole run: the download query,
+        # whose part after "?" also begins the activation's body.
+        self._q = "/provision/download?" + form(("vendor", vendor), ("model", model))
 
     def _call(self, path, cik=None, hdrs=(), body=None, ok=200, ms=0):
         if cik:
@@ -44,7 +45,8 @@ class Api:
 
     def activate(self, sn):
         """POST /provision/activate -> the CIK."""
-        self._call("/provision/activate", body=self._vm + "&" + form(("sn", sn)))
+        vm = self._q[self._q.find("?") + 1 :]
+        self._call("/provision/activate", body=vm + "&" + form(("sn", sn)))
         cik = self.conn.read_all(_SMALL).decode().strip()
         if len(cik) != _CIK_LEN or min(cik) <= " ":  # it goes into a header line
             raise ProtocolError("activation answer is not a CIK")

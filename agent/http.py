@@ -104,8 +104,7 @@ class Conn:
         self.ca = None
         self.min_rate = 0  # bytes/s a body must keep up after _GRACE; 0: no floor
         self._connect = connect
-        self.timeout = timeout_ms  # each exchange's bound (request() may shorten one)
-        self._timeout = timeout_ms  # the bound of the exchange under way
+        self._timeout = timeout_ms
         self._ticks = ticks_ms
         self._s = self._p = None
         self._buf = bytearray(_RBUF)
@@ -196,11 +195,11 @@ class Conn:
                 return line
 
     def request(self, method, path, hdrs=(), body=None, ms=0):
-        """Send one request, read the status line and headers; -> status. The exchange
-        (connect, request, answer, body) is bounded by the connection's timeout, or by `ms`
-        when that is shorter. A GET on a kept-alive connection that the server had closed
-        (nothing came back) is sent once more on a fresh one; a POST always goes on a fresh
-        connection, so it is never sent twice."""
+        """Send one request, read the status line and headers; -> status. `ms`, when shorter
+        than the connection's timeout, bounds this exchange instead (the connect, and with a
+        clock its deadline: request, answer and body). A GET on a kept-alive connection that
+        the server had closed (nothing came back) is sent once more on a fresh one; a POST
+        always goes on a fresh connection, so it is never sent twice."""
         if self._s is not None and (
             method != "GET" or not self._keep or self._left or self._chunked
         ):
@@ -219,17 +218,17 @@ class Conn:
         else:
             req += "\r\n"
         req = memoryview(req.encode())
-        self._timeout = min(ms, self.timeout) if ms else self.timeout
+        ms = min(ms, self._timeout) if ms else self._timeout
         self.sent = False  # did any byte of this request leave? (fsm: a lost activation)
         while True:
             fresh = self._s is None
             self._rx = False
             self._t0 = None
             if self._ticks:
-                self._deadline = self._ticks() + self._timeout
+                self._deadline = self._ticks() + ms
             try:
                 if fresh:
-                    self._s = self._connect(self.host, self.port, self.tls, self._timeout, self.ca)
+                    self._s = self._connect(self.host, self.port, self.tls, ms, self.ca)
                 mv = req
                 while mv:
                     mv = mv[self._io(1, mv) :]

@@ -3,7 +3,7 @@
 Keys (short: the record lives in NVS on small boards):
   state  "unprov" | "activating" | "active" | "expired"
   cik    the device CIK or None
-  n      counters: act(ivations), upd(ates), rb (rollbacks), boot(s) (count() adds one)
+  n      counters: act(ivations), upd(ates), rb (rollbacks), boot
   inst   installed content {"id", "ver", "sha", "ts"} or None
   j      update journal {"id", "size", "ts", "sha", "etag", "off", "mm" (sha256 mismatches
          so far: updater.download), "tries" (applies that did not come up: updater.confirm)}
@@ -33,12 +33,6 @@ def new():
 def key(cid, ts):
     """One version of a content as "id:ts": what `bad` holds and a status report names."""
     return "%s:%d" % (cid, ts)
-
-
-def count(rec, name):
-    """Add one to the counter `name` (a record saved by an older agent may lack it)."""
-    n = rec["n"]
-    n[name] = n.get(name, 0) + 1
 
 
 def load(board):

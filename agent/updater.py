@@ -7,7 +7,7 @@ reset resumes where it stopped, re-hashing the written prefix from the slot.
 
 from .compat import log
 from .http import AgentError, ProtocolError
-from .store import count, key
+from .store import key
 
 
 class Refused(AgentError):
@@ -163,7 +163,7 @@ def download(api, board, rec, cand, mv, save, cfg):
         j["off"], j["etag"], j["mm"] = 0, None, j.get("mm", 0) + (not resumed)
         retries = cfg["verify_retries"]
         if j["mm"] > retries:
-            discard(rec, cid, ts)
+            discard(rec, cid, ts, False)
             save()
             raise Refused("%s: sha256 mismatch, refused (fetches: %d)" % (cid, j["mm"]))
         save()
@@ -179,19 +179,19 @@ def download(api, board, rec, cand, mv, save, cfg):
     try:
         board.slot_apply()
     except Exception:  # not BaseException: an interrupt is not the board refusing the image
-        discard(rec, cid, ts)  # the board refused this image: not again
+        discard(rec, cid, ts, False)  # the board refused this image: not again
         save()
         raise
     log("applied", cid, "version", ver)
 
 
-def discard(rec, cid, ts, rb=False):
+def discard(rec, cid, ts, rb):
     """Forget the journal and any pending update of content cid, and skip this version of
     it until it changes; rb: it was applied and is given up (a rollback is counted)."""
     rec["pend"] = rec["j"] = None
     rec["bad"] = key(cid, ts)
     if rb:
-        count(rec, "rb")
+        rec["n"]["rb"] = rec["n"].get("rb", 0) + 1
 
 
 def boot(board, rec, most, save):
@@ -230,6 +230,6 @@ def confirm(board, rec, most):
         return True
     rec["inst"] = {"id": p["id"], "ver": p["ver"], "sha": p["sha"], "ts": p["ts"]}
     rec["j"] = None
-    count(rec, "upd")
+    rec["n"]["upd"] = rec["n"].get("upd", 0) + 1
     log("update", p["id"], "confirmed")
     return False
