@@ -1,6 +1,6 @@
 """The agent against the real server on loopback, under CPython and the MicroPython unix port.
 
-Each scenario of issue 3 runs on both interpreters; serial numbers, models and content are set
+Each scenario runs on both interpreters; serial numbers, models and content are set
 up with plain `requests` calls against the management API.
 """
 
@@ -274,7 +274,7 @@ def mpy(tmp_path_factory):
 # 56 KiB keeps a margin so that this test catches memory regressions without being flaky.
 # The .mpy files load their code into the heap (on the 64-bit unix port ~29 KiB of it: about
 # 100 bytes per function object, 250 per class, 60 per string constant, beside the bytecode);
-# the small-heap targets (issue 3's 16 KiB, issue 11's 12 KiB) are met by the agent frozen into
+# the small-heap targets (16 KiB, 12 KiB with the signature check) are met by the agent frozen into
 # the firmware, as on a board: test_firmware_frozen.py runs the signed flow at 13 KiB.
 SMALL_HEAPS = ["56K"]
 

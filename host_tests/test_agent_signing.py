@@ -1,4 +1,4 @@
-"""Signed firmware and no downgrades (issue 11), the agent against the real server on both
+"""Signed firmware and no downgrades, the agent against the real server on both
 interpreters: content signed with `exoprov.fleet.signing` (what `content upload --sign`
 writes), refused or applied by the agent configured with `pubkeys`."""
 
