@@ -1,4 +1,6 @@
-"""The device side of the Provision API (provision-api-v1.1-a.md, "device provisioning").
+"""The device side of the Provision API: POST /provision/activate, GET /provision/download
+(the content list, a content's info, Range requests of its bytes) and the status written
+through the One Platform alias interface (POST /onep:v1/stack/alias).
 
 Each call is one exchange on an http.Conn. A status other than the documented success raises
 ApiError(status): 401 CIK regenerated/disabled, 403 invalid vendor/model pair, 404 not
@@ -9,9 +11,10 @@ Anything malformed raises http.ProtocolError.
 from .compat import const
 from .http import AgentError, ProtocolError, form, quote
 
-_CIK_LEN = const(40)  # spec/README.md: check only the length, never that it is hex
+_CIK_LEN = const(40)  # POST /provision/activate: check only the length, never that it is hex
 _SMALL = const(1024)  # cap for CIK and content info bodies
 _LIST = const(8192)  # cap for the content id list
+_RMS = const(4000)  # a report's whole exchange: it must never hold an update back
 
 
 class ApiError(AgentError):
@@ -21,22 +24,29 @@ class ApiError(AgentError):
 class Api:
     def __init__(self, conn, vendor, model):
         self.conn = conn
-        self._vm = form(("vendor", vendor), ("model", model))
-        self._q = "/provision/download?" + self._vm
+        # One encoded copy of vendor and model, kept for the whole run: the download query,
+        # whose part after "?" also begins the activation's body.
+        self._q = "/provision/download?" + form(("vendor", vendor), ("model", model))
 
-    def _call(self, path, cik=None, hdrs=(), body=None, ok=200):
+    def _call(self, path, cik=None, hdrs=(), body=None, ok=200, ms=0):
         if cik:
             hdrs = (("X-Exosite-CIK", cik),) + tuple(hdrs)
-        st = self.conn.request("POST" if body else "GET", path, hdrs, body)
+        st = self.conn.request("POST" if body else "GET", path, hdrs, body, ms)
         if st != ok:
             self.conn.close()  # error bodies are not needed
             if 200 <= st < 300:
                 raise ProtocolError("answer %d, not %d" % (st, ok))  # e.g. 200 to a Range
             raise ApiError(st)
 
+    def sent(self):
+        """Did any byte of the last request leave? (An activation that did not cannot have
+        been used by the server.)"""
+        return self.conn.sent
+
     def activate(self, sn):
         """POST /provision/activate -> the CIK."""
-        self._call("/provision/activate", body=self._vm + "&" + form(("sn", sn)))
+        vm = self._q[self._q.find("?") + 1 :]
+        self._call("/provision/activate", body=vm + "&" + form(("sn", sn)))
         cik = self.conn.read_all(_SMALL).decode().strip()
         if len(cik) != _CIK_LEN or min(cik) <= " ":  # it goes into a header line
             raise ProtocolError("activation answer is not a CIK")
@@ -80,5 +90,6 @@ class Api:
         return h.get("etag")
 
     def report(self, cik, *pairs):
-        """Status through the One Platform alias interface (204); callers ignore failures."""
-        self._call("/onep:v1/stack/alias", cik, body=form(*pairs), ok=204)
+        """Status through the One Platform alias interface (204), within a short deadline;
+        callers ignore failures."""
+        self._call("/onep:v1/stack/alias", cik, body=form(*pairs), ok=204, ms=_RMS)

@@ -38,6 +38,12 @@ class BadConfig(Exception):
     """args[0]: 'key: why', printed as one line by main."""
 
 
+def defaults():
+    """Every optional key with its default: what load() fills in (tests build partial
+    configurations on it)."""
+    return {k: d for k, _, d in _SPEC if d is not _REQ}
+
+
 def parse_url(url):
     """'http://host:port' -> (tls, host, port); ValueError for anything else."""
     tls = url.startswith("https://")

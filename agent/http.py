@@ -194,11 +194,12 @@ class Conn:
                         raise ProtocolError("control byte in a line")
                 return line
 
-    def request(self, method, path, hdrs=(), body=None):
-        """Send one request, read the status line and headers; -> status.
-        A GET on a kept-alive connection that the server had closed (nothing came back) is
-        sent once more on a fresh one; a POST always goes on a fresh connection, so it is
-        never sent twice."""
+    def request(self, method, path, hdrs=(), body=None, ms=0):
+        """Send one request, read the status line and headers; -> status. `ms`, when shorter
+        than the connection's timeout, bounds this exchange instead (the connect, and with a
+        clock its deadline: request, answer and body). A GET on a kept-alive connection that
+        the server had closed (nothing came back) is sent once more on a fresh one; a POST
+        always goes on a fresh connection, so it is never sent twice."""
         if self._s is not None and (
             method != "GET" or not self._keep or self._left or self._chunked
         ):
@@ -217,16 +218,17 @@ class Conn:
         else:
             req += "\r\n"
         req = memoryview(req.encode())
+        ms = min(ms, self._timeout) if ms else self._timeout
         self.sent = False  # did any byte of this request leave? (fsm: a lost activation)
         while True:
             fresh = self._s is None
             self._rx = False
             self._t0 = None
             if self._ticks:
-                self._deadline = self._ticks() + self._timeout
+                self._deadline = self._ticks() + ms
             try:
                 if fresh:
-                    self._s = self._connect(self.host, self.port, self.tls, self._timeout, self.ca)
+                    self._s = self._connect(self.host, self.port, self.tls, ms, self.ca)
                 mv = req
                 while mv:
                     mv = mv[self._io(1, mv) :]

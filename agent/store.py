@@ -6,9 +6,10 @@ Keys (short: the record lives in NVS on small boards):
   n      counters: act(ivations), upd(ates), rb (rollbacks), boot
   inst   installed content {"id", "ver", "sha", "ts"} or None
   j      update journal {"id", "size", "ts", "sha", "etag", "off", "mm" (sha256 mismatches
-         so far: updater.download)} or None
+         so far: updater.download), "tries" (applies that did not come up: updater.confirm)}
+         or None
   pend   applied, not yet confirmed: like inst plus "boots"
-  bad    "id:ts" of content refused or rolled back, skipped until it changes
+  bad    key() of content refused or rolled back, skipped until it changes
 A missing or corrupt record means unprovisioned; load() never raises.
 """
 
@@ -27,6 +28,11 @@ def new():
         "pend": None,
         "bad": None,
     }
+
+
+def key(cid, ts):
+    """One version of a content as "id:ts": what `bad` holds and a status report names."""
+    return "%s:%d" % (cid, ts)
 
 
 def load(board):

@@ -1,4 +1,5 @@
-"""Resumable, verified download of one content id into the board's slot.
+"""Resumable, verified download of one content id into the board's slot, and what follows
+the apply: confirmed at the next start that reaches the server, or rolled back.
 
 The journal in the record (store.py) is advanced only after the slot holds the bytes, so a
 reset resumes where it stopped, re-hashing the written prefix from the slot.
@@ -6,6 +7,7 @@ reset resumes where it stopped, re-hashing the written prefix from the slot.
 
 from .compat import log
 from .http import AgentError, ProtocolError
+from .store import key
 
 
 class Refused(AgentError):
@@ -38,7 +40,7 @@ def pick(api, cik, ids, rec):
     for cid in ids:
         size, ts, meta = api.info(cik, cid)[1:]
         c = (cid, size, ts, meta.get("sha256"), meta.get("version"), meta)
-        if rec["bad"] != "%s:%d" % (cid, ts):
+        if rec["bad"] != key(cid, ts):
             if best is None or newer((c[4], ts), (best[4], best[2])):
                 best = c
     if best and (newer((best[4], best[2]), cur) or newer(cur, (best[4], best[2]))):
@@ -64,7 +66,7 @@ def check(cand, rec, cfg):
     if inst and rb == "0" and newer((inst.get("ver"), inst.get("ts") or 0), (ver, ts)):
         got = (cid, ver or ts, inst.get("ver") or inst.get("ts"))
         raise Refused("%s: %s is older than the installed %s: no downgrade" % got)
-    keys = cfg.get("pubkeys")
+    keys = cfg["pubkeys"]
     if not keys:
         return cand[:5]
     name = meta.get("key")
@@ -91,15 +93,16 @@ def check(cand, rec, cfg):
     return cand[:5]
 
 
-def download(api, board, rec, cand, mv, save, chunk, unverified=False, retries=3):
-    """Download cand into the slot in Range requests of `chunk` bytes through the buffer mv,
-    verify size and sha256, save the pending update, apply it. Raises on any failure. A
+def download(api, board, rec, cand, mv, save, cfg):
+    """Download cand into the slot in Range requests of cfg["chunk"] bytes through the buffer
+    mv, verify size and sha256, save the pending update, apply it. Raises on any failure. A
     digest mismatch is fetched again from zero (by the next call: the caller backs off) up
-    to `retries` times, then the content is refused until it changes."""
+    to cfg["verify_retries"] times, then the content is refused until it changes. Without a
+    sha256 only with cfg["allow_unverified"]."""
     import hashlib
 
     cid, size, ts, sha, ver = cand[:5]
-    if not sha and not unverified:
+    if not sha and not cfg["allow_unverified"]:
         raise Refused("%s has no sha256 in its meta" % cid)
     if sha and len(sha) != 64:
         raise Refused("%s: malformed sha256" % cid)
@@ -129,7 +132,7 @@ def download(api, board, rec, cand, mv, save, chunk, unverified=False, retries=3
         board.slot_erase()
         log("downloading", cid, "version", ver, "size", size)
     resumed = off
-    conn = api.conn
+    conn, chunk = api.conn, cfg["chunk"]
     while off < size:
         last = min(off + chunk, size) - 1
         etag = api.fetch(rec["cik"], cid, off, last, size, j["etag"])
@@ -158,8 +161,9 @@ def download(api, board, rec, cand, mv, save, chunk, unverified=False, retries=3
         # Corruption in transit or on a proxy, or a slot that lost bytes the journal counted
         # (after a resume: not counted): start again from zero, a bounded number of times.
         j["off"], j["etag"], j["mm"] = 0, None, j.get("mm", 0) + (not resumed)
+        retries = cfg["verify_retries"]
         if j["mm"] > retries:
-            rec["j"], rec["bad"] = None, "%s:%d" % (cid, ts)
+            discard(rec, cid, ts, False)
             save()
             raise Refused("%s: sha256 mismatch, refused (fetches: %d)" % (cid, j["mm"]))
         save()
@@ -175,8 +179,57 @@ def download(api, board, rec, cand, mv, save, chunk, unverified=False, retries=3
     try:
         board.slot_apply()
     except Exception:  # not BaseException: an interrupt is not the board refusing the image
-        rec["pend"] = rec["j"] = None
-        rec["bad"] = "%s:%d" % (cid, ts)  # the board refused this image: not again
+        discard(rec, cid, ts, False)  # the board refused this image: not again
         save()
         raise
     log("applied", cid, "version", ver)
+
+
+def discard(rec, cid, ts, rb):
+    """Forget the journal and any pending update of content cid, and skip this version of
+    it until it changes; rb: it was applied and is given up (a rollback is counted)."""
+    rec["pend"] = rec["j"] = None
+    rec["bad"] = key(cid, ts)
+    if rb:
+        rec["n"]["rb"] = rec["n"].get("rb", 0) + 1
+
+
+def boot(board, rec, most, save):
+    """A start with an applied update not yet confirmed: count it; after `most` such starts
+    the update never reached the server: refuse it, save, roll the slot back.
+    -> True when rolled back."""
+    p = rec["pend"]
+    if not p:
+        return False
+    p["boots"] = p.get("boots", 0) + 1
+    if p["boots"] <= most:
+        return False
+    log("update", p["id"], "never confirmed: rolling back")
+    discard(rec, p["id"], p["ts"], True)
+    save()  # before the slot goes back: a reset in between must not apply it again
+    board.slot_rollback()
+    return True
+
+
+def confirm(board, rec, most):
+    """The first start with an applied update that reached the server: keep the new content
+    if it runs (it becomes `inst`). If it does not (a reset before or during apply, or the
+    bootloader went back), the journal still holds the complete image, which the next
+    download() applies again without fetching it, up to `most` times; then it is refused.
+    The caller saves. -> True when given up (a rollback)."""
+    p, rec["pend"] = rec["pend"], None
+    try:
+        board.slot_confirm()
+    except OSError as e:
+        j = rec["j"] or {}
+        j["tries"] = j.get("tries", 0) + 1
+        log("update", p["id"], "is not running:", e.args[-1])
+        if rec["j"] and j["tries"] < most:
+            return False
+        discard(rec, p["id"], p["ts"], True)
+        return True
+    rec["inst"] = {"id": p["id"], "ver": p["ver"], "sha": p["sha"], "ts": p["ts"]}
+    rec["j"] = None
+    rec["n"]["upd"] = rec["n"].get("upd", 0) + 1
+    log("update", p["id"], "confirmed")
+    return False

@@ -5,12 +5,13 @@ import os
 import pytest
 from agentkit import FakeBoard, FakeProvision, Reset, response
 
+from agent import config, store
 from agent import fsm as F
-from agent import store
 from agent.api import Api
 from agent.http import Conn
 
-CFG = {"sn": "sn-1", "firmware_prefix": "firmware", "chunk": 8192}
+# what config.load() fills in, over a partial configuration
+CFG = dict(config.defaults(), sn="sn-1", model="m", chunk=8192, buffer=4096)
 
 
 def make(srv=None, board=None, **cfg):

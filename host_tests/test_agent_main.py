@@ -101,3 +101,13 @@ def test_buffer_is_the_boards_unless_configured():
     ):
         with pytest.raises(config.BadConfig, match="^" + key):
             config.board({"buffer": given, "chunk": chunk, "sn": "s"}, mod)
+
+
+def test_defaults_are_what_load_fills_in(tmp_path):
+    from agent import config
+
+    given = {"server": "http://127.0.0.1:9", "vendor": "v", "model": "m"}
+    (tmp_path / "c.json").write_text(json.dumps(given))
+    cfg = config.load(str(tmp_path / "c.json"))
+    assert cfg == dict(config.defaults(), **given, _url=(False, "127.0.0.1", 9))
+    assert not config.defaults().keys() & given.keys()  # required keys have no default

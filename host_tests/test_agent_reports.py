@@ -4,14 +4,15 @@ what each start, activation and update step tells, and that a report never decid
 import os
 
 import pytest
-from agentkit import FakeBoard, FakeProvision, Reset, response
+from agentkit import FakeBoard, FakeClock, FakeProvision, Reset, TimedSock, response
 
-from agent import compat
+from agent import compat, config
 from agent import fsm as F
 from agent.api import Api
 from agent.http import Conn
 
-CFG = {"sn": "sn-1", "firmware_prefix": "firmware", "chunk": 8192}
+# what config.load() fills in, over a partial configuration
+CFG = dict(config.defaults(), sn="sn-1", model="m", chunk=8192, buffer=4096)
 ALIAS = "/onep:v1/stack/alias"
 
 
@@ -180,7 +181,6 @@ def test_failing_reports_never_fail_an_update(answer, capsys, monkeypatch):
     assert board.installed == data
     # start, downloading, one progress (then progress stops trying), applied
     assert len(reports(srv)) == 4
-    assert m.api.conn._timeout == 30000  # the short report deadline was only borrowed
     assert make(srv, board)[2].run(once=True) == F.OK
     assert board.state()["inst"]["ver"] == "2.0"
     err = capsys.readouterr().err
@@ -193,3 +193,21 @@ def test_reports_off():
     with pytest.raises(Reset):
         m.run(once=True)
     assert reports(srv) == []
+
+
+def test_a_report_is_cut_at_its_short_deadline_the_next_exchange_gets_the_timeout():
+    # Neither server answers: the report gives up after 4 s, the list after the whole 30 s.
+    clock, bounds = FakeClock(), []
+
+    def connect(host, port, tls, timeout_ms, ca=None):
+        bounds.append(timeout_ms)
+        return TimedSock(clock, [None], 1)
+
+    api = Api(Conn("h", 80, False, 30000, clock.ticks_ms, connect=connect), "v", "m")
+    for call, most in ((lambda: api.report("c" * 40, ("state", "active")), 4000),
+                       (lambda: api.list("c" * 40), 30000)):  # fmt: skip
+        t = clock.now
+        with pytest.raises(OSError, match="deadline"):
+            call()
+        assert most <= clock.now - t <= most + 1
+    assert bounds == [4000, 30000]  # the connect timeouts as well

@@ -237,7 +237,7 @@ class Keys:
         self.k = {n: Ed25519PrivateKey.generate() for n in names}
 
     def cfg(self, *names, model="m"):
-        return {"model": model, "pubkeys": {n: raw_pub(self.k[n]) for n in names}}
+        return dict(config.defaults(), model=model, pubkeys={n: raw_pub(self.k[n]) for n in names})
 
     def meta(self, name, cid, data, ver, model="m", rollback=False, size=None, over=()):
         """The meta `content upload --sign` writes; `over` then changes fields of it."""
@@ -341,7 +341,7 @@ def test_key_rotation_either_configured_key():
 @pytest.mark.parametrize("signed", [False, True])
 def test_downgrade_refused_unless_rollback(signed):
     keys = Keys("a")
-    cfg = keys.cfg("a") if signed else {"model": "m"}
+    cfg = keys.cfg("a") if signed else dict(config.defaults(), model="m")
     srv, rec, api = fake({"id": "firmware-2", "ver": "2.0", "ts": 1700000500})
     old = b"old" * 100
     meta = keys.meta("a", "firmware-1", old, "1.9.9")
@@ -372,7 +372,7 @@ def test_sig_module_imported_only_with_pubkeys():
         "import sys; sys.path.insert(0, %r)\n"
         "from agent import updater\n"
         "c = ('firmware-2', 5, 1, 'a' * 64, '2.0', {})\n"
-        "updater.check(c, {'inst': None}, {'model': 'm'})\n"
+        "updater.check(c, {'inst': None}, {'model': 'm', 'pubkeys': None})\n"
         "print('agent.sig' in sys.modules)"
     ) % str(ROOT)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

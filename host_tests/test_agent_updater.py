@@ -7,7 +7,7 @@ import os
 import pytest
 from agentkit import FakeBoard, FakeProvision, Reset, response
 
-from agent import store, updater
+from agent import config, store, updater
 from agent.api import Api, ApiError
 from agent.http import Conn, ProtocolError
 
@@ -28,9 +28,8 @@ def setup(size=20000, **add):
 def run(srv, board, rec, api, chunk=8192, unverified=False, retries=3):
     cand = updater.pick(api, rec["cik"], api.list(rec["cik"], "firmware"), rec)
     mv = memoryview(bytearray(BLOCK))
-    return updater.download(
-        api, board, rec, cand, mv, lambda: store.save(board, rec), chunk, unverified, retries
-    )
+    cfg = dict(config.defaults(), chunk=chunk, allow_unverified=unverified, verify_retries=retries)
+    return updater.download(api, board, rec, cand, mv, lambda: store.save(board, rec), cfg)
 
 
 def ranges(srv):
@@ -285,7 +284,8 @@ def test_content_gone_is_not_found():
     cand = updater.pick(api, rec["cik"], ["firmware-a"], rec)
     del srv.contents["firmware-a"]
     with pytest.raises(ApiError, match="404"):
-        updater.download(api, board, rec, cand, memoryview(bytearray(BLOCK)), lambda: 0, 8192)
+        mv = memoryview(bytearray(BLOCK))
+        updater.download(api, board, rec, cand, mv, lambda: 0, dict(config.defaults(), chunk=8192))
 
 
 def test_fsm_backs_off_between_refetches_then_refuses_and_reports():
@@ -294,7 +294,7 @@ def test_fsm_backs_off_between_refetches_then_refuses_and_reports():
     srv, board, rec, api, data = setup(10000)
     srv.contents["firmware-a"]["meta"] = "sha256=" + "0" * 64
     board.record = json.dumps(rec).encode()
-    cfg = {"sn": "s", "firmware_prefix": "firmware", "chunk": 8192, "verify_retries": 2}
+    cfg = dict(config.defaults(), sn="s", chunk=8192, buffer=BLOCK, verify_retries=2)
     m = F.Fsm(board, api, cfg)
     m.start()
     got = [m.step() for _ in range(4)]
@@ -307,3 +307,58 @@ def test_fsm_backs_off_between_refetches_then_refuses_and_reports():
         a.get("state") == "refused" and "sha256 mismatch, refused" in a.get("error", "")
         for a in alias
     ), alias
+
+
+# -- after the apply: confirmed at the next start that reaches the server, or rolled back --
+
+
+def pending(journal=True):
+    rec = store.new()
+    rec["pend"] = {"id": "firmware-a", "ver": "2.0", "sha": "ab" * 32, "ts": 7, "boots": 0}
+    rec["j"] = {"id": "firmware-a", "off": 4096} if journal else None
+    return rec
+
+
+def test_boot_counts_starts_then_rolls_back_after_saving():
+    board, rec, saved = FakeBoard(), pending(), []
+
+    def save():
+        saved.append((json.loads(json.dumps(rec)), list(board.log)))
+
+    assert not updater.boot(board, rec, 2, save) and not updater.boot(board, rec, 2, save)
+    assert rec["pend"]["boots"] == 2 and not saved and not board.log
+    assert updater.boot(board, rec, 2, save)  # the third start: it never came up
+    assert board.log == [("rollback",)]
+    (got, log), *more = saved
+    assert not more and log == []  # saved before the slot went back
+    assert got["pend"] is None and got["j"] is None and got["n"]["rb"] == 1
+    assert got["bad"] == store.key("firmware-a", 7) == "firmware-a:7"
+    assert not updater.boot(board, rec, 2, save)  # nothing pending: nothing counted
+
+
+def test_confirm_keeps_the_running_content():
+    board, rec = FakeBoard(), pending()
+    assert not updater.confirm(board, rec, 3)
+    assert rec["inst"] == {"id": "firmware-a", "ver": "2.0", "sha": "ab" * 32, "ts": 7}
+    assert rec["pend"] is None and rec["j"] is None and rec["n"]["upd"] == 1
+    assert board.log == [("confirm",)]
+
+
+def test_confirm_not_running_keeps_the_journal_then_gives_up():
+    board, rec = FakeBoard(), pending()
+
+    def old_image():
+        raise OSError("running the old image")
+
+    board.slot_confirm = old_image
+    p = rec["pend"]
+    for tries in (1, 2):  # download() applies it again from the journal in between
+        rec["pend"] = dict(p)
+        assert not updater.confirm(board, rec, 3)
+        assert rec["pend"] is None and rec["j"]["tries"] == tries and rec["bad"] is None
+    rec["pend"] = dict(p)
+    assert updater.confirm(board, rec, 3)
+    assert rec["j"] is None and rec["bad"] == "firmware-a:7" and rec["inst"] is None
+    assert rec["n"] == {"act": 0, "upd": 0, "rb": 1, "boot": 0}
+    rec = pending(journal=False)  # nothing to apply again: given up at once
+    assert updater.confirm(board, rec, 3) and rec["n"]["rb"] == 1
