@@ -81,6 +81,8 @@ async def send(request, srv, row):
         "Last-Modified": byteranges.http_date(row["updated"]),
         "Content-Type": row["ctype"] or "application/octet-stream",
     }
+    if not byteranges.if_match(request.headers.get("If-Match"), etag):
+        raise ApiError(412, "content changed", {"ETag": etag})
     span = None
     if byteranges.if_range_matches(request.headers.get("If-Range"), etag, row["updated"]):
         try:
