@@ -203,7 +203,10 @@ def test_downloads_from_nginx_cache_answer_as_an_instance_does(cluster):
             first, last = map(int, b.headers["Content-Range"].split()[1].split("/")[0].split("-"))
             assert a.content == data[first : last + 1]
     assert len(_cache_files(cluster, "content")) - before == 4  # four slices, once each
-    assert _cache_files(cluster, "grants")
+    grants = _cache_files(cluster, "grants")
+    assert grants
+    for path in grants + _cache_files(cluster, "content"):  # keys and headers: no CIK
+        assert cik.encode() not in path.read_bytes(), path
 
     # a new upload is a new ETag: the device gets the new bytes once the grant has aged
     data2 = os.urandom(200_000)

@@ -23,9 +23,11 @@
   HTTPS), `exoprov server`, `exoprov server --workers 2`, and the shipped production
   arrangement (deploy/nginx: nginx terminating TLS before 2 instances on SQLite, also with 2
   workers each, also with its grants not kept, and on PostgreSQL), with ratios to nginx;
-  then whole-blob throughput (50 curl clients) against nginx. Each arrangement's round
-  prints its errors by kind: wrk's (connect, read, write, timeout: no answer within wrk's 2 s,
-  non-2xx) and the servers' side (nginx's error log by kind, the instances' 5xx answers).
+  then whole-blob throughput (50 curl clients) against nginx. A first, cold pass of each
+  arrangement (nginx's cache empty) is printed apart from the rounds, which are warm. Each
+  arrangement's pass and round prints its errors by kind: wrk's (connect, read, write,
+  timeout: no answer within wrk's 2 s, non-2xx) and the servers' side (nginx's error log by
+  kind, the instances' 5xx answers and tracebacks).
   nginx and wrk are installed with apt-get when missing (as root), else the step stops
   saying so;
 - rss: the server's RSS high-water mark (VmHWM) around a 256 MiB upload and download, on
@@ -631,6 +633,18 @@ def bench_server(b, clients=50, secs=8, rounds=2):
         best = {label: (0.0, 0, 0.0) for label, *_ in rows}
         servers = [static, static, b.srv, w2, c1, c2, c0, cp]  # in the order of rows
         arrangement = dict(zip([r[0] for r in rows], servers, strict=True))
+        # A first pass with nginx's caches empty, reported apart from the rounds: each 1 MiB
+        # slice is fetched once while the requests wanting it wait on proxy_cache_lock, whose
+        # waiters nginx wakes every 500 ms (ngx_http_file_cache.c); 50 clients walking the blob
+        # together meet such a wait at each of its slices, and a slice fetch slowed past wrk's
+        # 2 s (a busy machine) counts a timeout on every connection waiting for it. A first
+        # round that was also the cold pass is how one round gave 1 700 requests/s with 50
+        # errors where the other gave 8 600 and none. Devices meet it once per upload.
+        for label, url, headers, _roots in rows:
+            seen = _error_logs(arrangement[label])
+            rps, errors = _wrk(wrk, url, lua, clients, max(2, secs // 2), headers)
+            log(f"server: cold: {label}: {rps:.0f} requests/s; wrk errors: {_kinds(errors)}; "
+                f"server side: {_kinds(_new_errors(arrangement[label], seen))}")  # fmt: skip
         for i in range(rounds):
             for label, url, headers, roots in rows:
                 cpu = _cpu_s(roots)
