@@ -43,16 +43,6 @@ def http_date(ts):
     return formatdate(ts, usegmt=True)
 
 
-def if_match(header, etag):
-    """RFC 9110 If-Match: True when absent, `*`, or one of its tags is `etag` (strong
-    comparison). deploy/nginx sends it with each slice it fetches for its cache, so a slice
-    cut from a newer upload is never stored under the older ETag."""
-    if header is None:
-        return True
-    tags = [t.strip() for t in header.split(",")]
-    return "*" in tags or etag in tags
-
-
 def if_range_matches(header, etag, updated):
     """True when the If-Range validator still names the current content."""
     if header is None:
