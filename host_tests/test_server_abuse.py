@@ -203,3 +203,17 @@ class _SourceAdapter(requests.adapters.HTTPAdapter):
     def init_poolmanager(self, *a, **kw):
         kw["source_address"] = self._source
         super().init_poolmanager(*a, **kw)
+
+
+def test_text_log_escapes_control_characters():
+    import logging
+
+    from tools.server.logs import TextFormatter
+
+    fmt = TextFormatter("%(levelname)s %(message)s")
+    args = ("/a\nINFO forged", "\\x0a \udcff\u2028\x1b[31m")
+    rec = logging.LogRecord("x", logging.INFO, __file__, 1, "%s %s", args, None)
+    line = fmt.format(rec)
+    assert "\n" not in line and "\x1b" not in line and "\u2028" not in line
+    assert line == "INFO /a\\x0aINFO forged \\x5cx0a \\udcff\\u2028\\x1b[31m"
+    line.encode("utf-8")  # a lone surrogate would have made the stream handler fail
