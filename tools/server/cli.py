@@ -161,27 +161,21 @@ def server_main(argv):
         logging.getLogger("exoprov.server").warning(
             "serving plain HTTP (no --tls-cert/--tls-key): CIKs and content travel in the clear"
         )
-    try:
-        store = _open_store(args)
-    except Exception as exc:  # sqlite3.Error, OSError: say what, no traceback
-        sys.stderr.write(f"exoprov server: cannot open {storage.describe(args.db)}: {exc}\n")
-        return 1
     if args.workers > 1:
-        try:
-            asyncio.run(_sweep(args, store))
-        finally:
-            store.close()  # each worker opens its own connection
+        try:  # migrated and swept once, before the workers open their own connections
+            asyncio.run(_sweep(args, storage.make_store(args.db)))
+        except OSError as exc:
+            sys.stderr.write(f"exoprov server: {exc}\n")
+            return 1
         from .workers import supervise
 
         return supervise(args, tls, _worker)
     _fast_loop()
     try:
-        return asyncio.run(_serve(args, store, tls))
-    except OSError as exc:
+        return asyncio.run(_serve(args, storage.make_store(args.db), tls))
+    except OSError as exc:  # the database (storage.start), the port: say what, no traceback
         sys.stderr.write(f"exoprov server: {exc}\n")
         return 1
-    finally:
-        store.close()
 
 
 def _fast_loop():
@@ -192,16 +186,6 @@ def _fast_loop():
     except ImportError:
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-def _open_store(args):
-    return storage.make_store(args.db)
-
-
-def _limiter(args, store):
-    """Failed activations per address, counted in the database: shared by the workers
-    and by instances on the same database."""
-    return storage.make_limiter(args.db, store, args.activation_limit)
 
 
 def _blobs(args, store):
@@ -229,11 +213,7 @@ def _tls_context(args):
 def _worker(args, tls, sock, ready):
     """One of --workers N processes (forked): its own store connection, the shared port."""
     _fast_loop()
-    store = _open_store(args)
-    try:
-        return asyncio.run(_serve(args, store, tls, sock=sock, ready=ready))
-    finally:
-        store.close()
+    return asyncio.run(_serve(args, storage.make_store(args.db), tls, sock=sock, ready=ready))
 
 
 def _quiet_bad_requests(record):
@@ -263,7 +243,7 @@ async def _serve(args, store, tls=None, sock=None, ready=None):
     if sock is None:  # with workers the supervisor sweeps once, before they start
         await storage.sweep(blobs, store)
     loop = asyncio.get_running_loop()
-    limiter = _limiter(args, store)
+    limiter = storage.make_limiter(store, args.activation_limit)
     server = Server(
         store,
         blobs,
@@ -344,25 +324,23 @@ async def _admin(args):
         sys.stderr.write(f"exoprov admin: no database at {storage.describe(args.db)}\n")
         return 1
     try:
-        store = storage.make_store(args.db)
-        await storage.start(store)
-    except Exception as exc:
-        sys.stderr.write(f"exoprov admin: cannot open {storage.describe(args.db)}: {exc}\n")
+        store = await storage.open_store(args.db)
+    except OSError as exc:
+        sys.stderr.write(f"exoprov admin: {exc}\n")
         return 1
     try:
         if args.cmd == "add-vendor":
             record = await add_vendor(store, args.name, args.if_missing)
             print(json.dumps(record))
         else:
-            for name, rid in await store.vendors():
-                print(f"{name},{rid}")
+            for vendor in await store.vendors():
+                print(f"{vendor.name},{vendor.rid}")
         return 0
     except CliError as exc:
         sys.stderr.write(f"exoprov admin: {exc}\n")
         return 1
     finally:
         await storage.stop(store)
-        store.close()
 
 
 async def add_vendor(store, name, if_missing=False):
@@ -378,8 +356,8 @@ async def add_vendor(store, name, if_missing=False):
         if existing is not None:
             if not if_missing:
                 raise CliError(f"vendor {name!r} already exists")
-            client = await store.client(existing[1])
-            return {"vendor": name, "cik": client[5], "rid": existing[1]}
+            client = await store.client(existing.rid)
+            return {"vendor": name, "cik": client.secret, "rid": existing.rid}
         rid, cik = new_rid(), new_cik()
         await store.add_client(rid, None, "vendor", cik, "active")
         try:

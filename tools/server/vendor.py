@@ -7,31 +7,17 @@ from .db import Duplicate
 from .state import SERVER, log
 from .util import ApiError, check_name, csv, done, is_true, one, only, read_form, text
 
-
-async def _ctx(request):
-    srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
-    other = request.headers.get("X-Exosite-Vendor")
-    if other is not None and other != caller.name:
-        raise ApiError(403, "shared access does not cover this procedure")
-    return srv, caller
-
-
-async def _model(request):
-    srv, caller = await _ctx(request)
-    return srv, caller, await auth.model(srv.store, request, caller, request.match_info["model"])
-
-
 # -- /provision/manage/share/<model>/ ------------------------------------------------------
 
 
 async def list_shares(request):
-    srv, _caller, model = await _model(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     return csv(await srv.store.share_names(model.id), empty_status=204)
 
 
 async def post_share(request):
-    srv, caller, model = await _model(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
+    caller = model.caller
     form = await read_form(request)
     only(form, "vendor", "delete")
     name = check_name(one(form, "vendor"), "vendor")
@@ -51,7 +37,7 @@ async def post_share(request):
 
 
 async def get_share(request):
-    srv, _caller, model = await _model(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     name = check_name(request.match_info["vendor"], "vendor")
     if not await srv.store.is_shared(model.id, name):
         raise ApiError(404, "model not shared with this vendor")
@@ -59,7 +45,7 @@ async def get_share(request):
 
 
 async def delete_share(request):
-    srv, _caller, model = await _model(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     name = check_name(request.match_info["vendor"], "vendor")
     if not await srv.store.delete_share(model.id, name):
         raise ApiError(404, "model not shared with this vendor")
@@ -87,7 +73,7 @@ async def _register_client(srv, request):
 async def get_register(request):
     srv = request.app[SERVER]
     client = await _register_client(srv, request)
-    name = await srv.store.vendor_name_of(client[0])
+    name = await srv.store.vendor_name_of(client.rid)
     if name is None:
         raise ApiError(404, "no vendor name registered to this client")
     return text(name)
@@ -99,20 +85,20 @@ async def post_register(request):
     form = await read_form(request)
     only(form, "vendor", "delete")
     name = check_name(one(form, "vendor"), "vendor")
-    if client[1] != "vendor":
+    if client.kind != "vendor":
         raise ApiError(403, "device clients cannot register vendor names")
     if is_true(form, "delete"):
-        if not await srv.store.delete_vendor_name(name, client[0]):
+        if not await srv.store.delete_vendor_name(name, client.rid):
             raise ApiError(404, "vendor name not registered to this client")
-        log.info("client %s: vendor name removed", client[0][:8])
+        log.info("client %s: vendor name removed", client.rid[:8])
         return done()
-    if await srv.store.vendor_name_of(client[0]) is not None:
+    if await srv.store.vendor_name_of(client.rid) is not None:
         raise ApiError(409, "this client already has a vendor name")
     try:
-        await srv.store.add_vendor_name(name, client[0])
+        await srv.store.add_vendor_name(name, client.rid)
     except Duplicate:
         raise ApiError(409, "vendor name taken")
-    log.info("client %s: vendor name registered", client[0][:8])
+    log.info("client %s: vendor name registered", client.rid[:8])
     return done()
 
 
@@ -120,12 +106,12 @@ async def post_register(request):
 
 
 async def list_tokens(request):
-    srv, caller = await _ctx(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     return csv(await srv.store.token_ids(caller.rid))
 
 
 async def post_token(request):
-    srv, caller = await _ctx(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     form = await read_form(request)
     only(form, "id", "delete")
     tid = check_name(one(form, "id"), "token id")
@@ -145,7 +131,7 @@ async def post_token(request):
 
 
 async def get_token(request):
-    srv, caller = await _ctx(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     tid = check_name(request.match_info["id"], "token id")
     token = await srv.store.token_secret(caller.rid, tid)
     if token is None:
@@ -154,7 +140,7 @@ async def get_token(request):
 
 
 async def delete_token(request):
-    srv, caller = await _ctx(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     tid = check_name(request.match_info["id"], "token id")
     if not await srv.store.delete_token(caller.rid, tid):
         raise ApiError(404, "no such token")
