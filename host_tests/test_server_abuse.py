@@ -11,7 +11,7 @@ from conftest import Server
 from serverkit import activate, add_sn, device, enable, new_model
 
 # short deadlines so that the slow clients' fate is seen within seconds
-SLOW_FLAGS = ("--activation-limit", "0")
+SLOW_FLAGS = ("--header-timeout", "2", "--body-timeout", "3", "--activation-limit", "0")
 ATTACKERS = ("127.0.0.2", "127.0.0.3")  # loopback addresses other than the normal clients'
 
 
