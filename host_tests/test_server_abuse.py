@@ -8,7 +8,7 @@ import time
 
 import requests
 from conftest import Server
-from serverkit import activate, add_sn, device, enable, new_model
+from serverkit import activate, add_content, add_sn, device, enable, new_model
 
 # short deadlines so that the slow clients' fate is seen within seconds
 SLOW_FLAGS = ("--header-timeout", "2", "--body-timeout", "3", "--activation-limit", "0")
@@ -217,3 +217,48 @@ def test_text_log_escapes_control_characters():
     assert "\n" not in line and "\x1b" not in line and "\u2028" not in line
     assert line == "INFO /a\\x0aINFO forged \\x5cx0a \\udcff\\u2028\\x1b[31m"
     line.encode("utf-8")  # a lone surrogate would have made the stream handler fail
+
+
+# -- what one client or vendor can make the server keep ---------------------------------------
+
+ALIAS = "/onep:v1/stack/alias"
+
+
+def test_alias_names_and_kept_values_per_client_are_bounded(server, vendor, vclient):
+    model = new_model(vclient)
+    cik = device(server, vendor, vclient, model, "a1")
+    with server.session(cik=cik) as d:
+        for batch in range(2):  # 128 names: the bound
+            form = {f"n{batch}_{i}": "v" for i in range(64)}
+            assert d.post(ALIAS, data=form).status_code == 204
+        assert d.post(ALIAS, data={"n0_5": "again"}).status_code == 204  # a known name
+        r = d.post(ALIAS, data={"n0_6": "x", "one_more": "y"})
+        assert r.status_code == 413, r.text
+        assert d.get(ALIAS + "?n0_6").text == "n0_6=v"  # refused whole
+        big = "b" * 4000
+        for _ in range(40):  # 160 000 characters to one name
+            assert d.post(ALIAS, data={"n0_7": big}).status_code == 204
+        tok = d.post("/jsonp/register", data={"alias[]": "n0_7"}).text.strip()
+    r = requests.get(server.url + "/jsonp", params={"token": tok, "callback": "cb"}, timeout=30)
+    kept = r.text.count(big)
+    assert 1 <= kept <= 32 * 1024 // 4000 + 1, kept
+
+
+def test_vendor_storage_quota(make_server):
+    srv = make_server("--vendor-quota-bytes", "10000")
+    vendor, other = srv.add_vendor(), srv.add_vendor()
+    with srv.session(cik=vendor["cik"]) as s:
+        model = new_model(s)
+        add_content(s, model, "a", b"x" * 6000)
+        add_content(s, model, "b")
+        path = f"/provision/manage/content/{model}/b"
+        r = s.post(path, data=b"y" * 5000, headers={"Content-Type": "text/plain"})
+        assert r.status_code == 413 and "quota" in r.text, r.text
+        r = s.post(path, data=b"y" * 4000, headers={"Content-Type": "text/plain"})
+        assert r.status_code == 205, r.text
+        # replacing a content counts its new size, not both
+        path = f"/provision/manage/content/{model}/a"
+        r = s.post(path, data=b"z" * 6000, headers={"Content-Type": "text/plain"})
+        assert r.status_code == 205, r.text
+    with srv.session(cik=other["cik"]) as s:  # another vendor's room is its own
+        add_content(s, new_model(s), "c", b"w" * 9000)

@@ -13,6 +13,7 @@ from .db import Duplicate
 from .util import ApiError, check_name
 
 DEFAULT_MAX_CONTENT = 64 * 1024 * 1024
+DEFAULT_VENDOR_QUOTA = 4 * 1024 * 1024 * 1024
 
 
 class CliError(Exception):
@@ -51,6 +52,14 @@ def _server_args(argv):
         default=DEFAULT_MAX_CONTENT,
         metavar="N",
         help="largest content upload (default 64 MiB)",
+    )
+    p.add_argument(
+        "--vendor-quota-bytes",
+        type=int,
+        default=DEFAULT_VENDOR_QUOTA,
+        metavar="N",
+        help="bytes of content one vendor's models may hold in all; an upload past it gets "
+        "413 (default 4 GiB, 0 = no quota)",
     )
     p.add_argument(
         "--read-timeout",
@@ -138,6 +147,8 @@ def _server_args(argv):
         p.error("header-timeout, body-timeout and idle-timeout must be positive")
     if args.max_connections_per_address < 0:
         p.error("max-connections-per-address must not be negative")
+    if args.vendor_quota_bytes < 0:
+        p.error("vendor-quota-bytes must not be negative")
     if args.activation_window < 1 or args.activation_limit < 0 or args.max_content_bytes < 0:
         p.error("window must be positive, limit and max-content-bytes not negative")
     return args
@@ -252,6 +263,7 @@ async def _serve(args, store, tls=None, sock=None, ready=None):
         args.max_content_bytes,
         read_idle=args.read_timeout,
         trusted=args.trusted,
+        vendor_quota=args.vendor_quota_bytes,
     )
     guard = Guard(
         args.header_timeout,
