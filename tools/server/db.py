@@ -23,7 +23,7 @@ ACTLOG_KEEP = 200
 DATA_KEEP = 1000
 # What one client may keep through the data interface: alias names, and characters of the
 # values kept per alias (the newest are kept, one at least): names x (ALIAS_KEEP_CHARS + one
-# value of util.TEXT_MAX) bounds what a device can make the database hold (about 4.6 MB)
+# value of util.TEXT_MAX) bounds what a device can make the database hold (about 4.7 MB)
 ALIAS_NAMES_MAX = 128
 ALIAS_KEEP_CHARS = 32 * 1024
 # The values a device report may set (devstatus columns): text ones, then whole numbers.
