@@ -579,6 +579,9 @@ def bench_server(b, clients=50, secs=8, rounds=2):
     from tools.harness.launch import ServerProcess
 
     nginx, wrk = ensure_tool("nginx"), ensure_tool("wrk")
+    from tools.harness.cluster import ensure_nginx
+
+    ensure_nginx(install=True)  # and the recipe's njs module (libnginx-mod-http-js)
     path, _sha = b.set_image(b.size, "3")
     cik = b.activate(b.new_sn())
     q = f"/provision/download?vendor={b.vendor['vendor']}&model={MODEL}&id={b.cid}"
