@@ -27,8 +27,8 @@ class Server(ServerProcess):
     """One `exoprov server` process on 127.0.0.1 with its own database in `tmp` (SQLite), or
     `db` (a postgresql:// URL)."""
 
-    def __init__(self, tmp: Path, *extra, db=None):
-        super().__init__(*extra, workdir=tmp, db=db)
+    def __init__(self, tmp: Path, *extra, db=None, nofile=None):
+        super().__init__(*extra, workdir=tmp, db=db, nofile=nofile)
         self.host = "127.0.0.1"
 
     def blob_names(self):

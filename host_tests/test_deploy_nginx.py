@@ -184,7 +184,10 @@ def test_downloads_from_nginx_cache_answer_as_an_instance_does(cluster):
             first, last = map(int, b.headers["Content-Range"].split()[1].split("/")[0].split("-"))
             assert a.content == data[first : last + 1]
     assert len(_cache_files(cluster, "content")) - before == 4  # four slices, once each
-    assert _cache_files(cluster, "grants")
+    grants = _cache_files(cluster, "grants")
+    assert grants
+    for path in grants + _cache_files(cluster, "content"):  # keys and headers: no CIK
+        assert cik.encode() not in path.read_bytes(), path
 
     # a new upload is a new ETag: the device gets the new bytes once the grant has aged
     data2 = os.urandom(200_000)
@@ -199,3 +202,195 @@ def test_downloads_from_nginx_cache_answer_as_an_instance_does(cluster):
     a, b = both("&id=fw", Range="bytes=0-99")
     assert (a.status_code, a.text) == (b.status_code, b.text)
     assert a.status_code == 401
+
+
+def _activate_direct(cluster, vendor, model, sn, fleet):
+    fleet.add_sn(model, sn)
+    fleet.enable(model, sn)
+    form = {"vendor": vendor["vendor"], "model": model, "sn": sn}
+    hdr = {"X-Forwarded-For": "192.0.2.8"}  # not 127.0.0.1's count of failed activations
+    r = requests.post(cluster.servers[0].url + "/provision/activate", data=form, headers=hdr,
+                      timeout=30)  # fmt: skip
+    assert r.status_code == 200, r.text
+    return r.text.strip()
+
+
+def _cached_slices(cluster, marker):
+    """[(key, headers, body)] of the content cache's files whose key holds `marker`."""
+    out = []
+    for path in _cache_files(cluster, "content"):
+        raw = path.read_bytes()
+        at = raw.find(b"\nKEY: ")
+        if at < 0:
+            continue
+        end = raw.index(b"\n", at + 6)
+        key = raw[at + 6 : end].decode()
+        if marker in key:
+            head, _, body = raw[end + 1 :].partition(b"\r\n\r\n")
+            out.append((key, head.decode("latin-1"), body))
+    return out
+
+
+@pytest.fixture(scope="module")
+def slow_grants(pg):
+    """The recipe with a grant TTL of 3 s: an upload (about a second here) fits in it."""
+    with Cluster(instances=2, db=pg.new_database(), grant_ttl="3s") as c:
+        yield c
+
+
+def test_content_replaced_while_devices_download(slow_grants):
+    """Uploads replace a content while devices fetch it through nginx in Range requests, as
+    the agent does (If-Range with the ETag it got first): every answer's bytes are those of
+    the image its ETag names, and every cached slice holds the bytes of the ETag in its key
+    (a slice fetched within the grant TTL of an upload must not come from the new blob)."""
+    import random
+    import threading
+
+    cluster = slow_grants
+    vendor = cluster.add_vendor("nginxrace")
+    fleet = TlsFleet(cluster.url, vendor, cluster.ca)
+    fleet.model("rm")
+    size = 3 * 1024 * 1024 + 77  # four slices
+    PROBED = 3 * 1024 * 1024  # the last one's first byte
+    images = {}  # ETag -> bytes
+    direct = cluster.servers[0].url
+    q = "/provision/download?vendor=nginxrace&model=rm&id=fw"
+
+    def upload(i):
+        data = bytes([i]) * 16 + os.urandom(size - 16)
+        fleet.content("rm", "fw", data, version=i)
+        r = requests.head(direct + q, headers={"X-Exosite-CIK": ciks[0]}, timeout=30)
+        images[r.headers["ETag"]] = data
+
+    ciks = []
+    fleet.content("rm", "fw", b"placeholder", version=0)
+    for i in range(4):
+        ciks.append(_activate_direct(cluster, vendor, "rm", f"r{i}", fleet))
+    stop = threading.Event()
+    got = []  # (status, etag, content-range, sha256 of the body)
+    errors = []
+
+    def device(cik):
+        rng = random.Random(cik)
+        etag = None
+        with requests.Session() as s:
+            s.verify = cluster.ca
+            s.headers["X-Exosite-CIK"] = cik
+            while not stop.is_set():
+                etag = fetch(s, rng.randrange(0, PROBED - 65536), etag)  # not the last slice
+
+    def fetch(s, first, etag):
+        """One Range request as the agent makes it -> the ETag to send next time."""
+        hdr = {"Range": f"bytes={first}-{min(first + 65535, size - 1)}"}
+        if etag:
+            hdr["If-Range"] = etag
+        try:
+            r = s.get(cluster.url + q, headers=hdr, timeout=30, verify=cluster.ca)
+            body = r.content
+        except requests.RequestException as exc:  # an answer cut short: no bytes kept
+            errors.append(type(exc).__name__)
+            return etag
+        if r.status_code not in (200, 206):
+            got.append((r.status_code, None, None, r.text[:80]))
+            return etag
+        digest = hashlib.sha256(body).digest()
+        got.append((r.status_code, r.headers["ETag"], r.headers.get("Content-Range"), digest))
+        return r.headers["ETag"]
+
+    upload(1)
+    # three devices fetch the first three slices at random; the fourth (the probe) asks for
+    # the last slice right after each upload, while nginx may still hold its grant of the
+    # content before: the slice is not cached under that ETag yet, so it is fetched then
+    threads = [threading.Thread(target=device, args=(c,)) for c in ciks[1:]]
+    for t in threads:
+        t.start()
+    try:
+        with requests.Session() as probe:
+            probe.headers["X-Exosite-CIK"] = ciks[0]
+            for i in range(2, 6):
+                fetch(probe, 0, None)
+                upload(i)
+                fetch(probe, PROBED, None)
+                time.sleep(3.1)  # the grant aged: the next round's first fetch renews it
+        time.sleep(2.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert len(got) > 50, (len(got), errors)
+    assert len(errors) < len(got) / 4, errors
+    for status, etag, crange, digest in got:
+        assert status in (200, 206), (status, digest)
+        data = images[etag]
+        if status == 206:
+            first, last = map(int, crange.split()[1].split("/")[0].split("-"))
+            data = data[first : last + 1]
+        assert hashlib.sha256(data).digest() == digest, (status, etag, crange)
+    slices = _cached_slices(cluster, " nginxrace rm fw ")
+    assert slices
+    for key, head, body in slices:
+        etag = key.split(" ", 1)[0]
+        first = int(key.rsplit("bytes=", 1)[1].split("-")[0])
+        assert f"\nETag: {etag}\r" in head, (key, head)
+        assert body == images[etag][first : first + len(body)], key
+
+
+def test_grant_is_asked_for_the_path_nginx_matched(cluster):
+    """A path with dot segments that nginx normalises to /provision/download: the grant is
+    asked for /provision/download too, not for the raw path (which the instance routes
+    elsewhere), so a request without a valid CIK gets no content."""
+    vendor = cluster.add_vendor("nginxdots")
+    fleet = TlsFleet(cluster.url, vendor, cluster.ca)
+    fleet.model("dm")
+    secret = os.urandom(5000)
+    fleet.content("dm", "fw", secret, version=1)
+    ctx = ssl.create_default_context(cafile=cluster.ca)
+    port = int(cluster.url.rsplit(":", 1)[1])
+    paths = ("/ui/static/../../provision/download", "/ui//../provision/download",
+             "/ui/static/%2e%2e/%2e%2e/provision/download")  # fmt: skip
+    for path in paths:
+        req = (f"GET {path}?vendor=nginxdots&model=dm&id=fw HTTP/1.1\r\nHost: x\r\n"
+               f"X-Exosite-CIK: {'b' * 40}\r\nRange: bytes=0-99\r\n"
+               "Connection: close\r\n\r\n")  # fmt: skip
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                s.sendall(req.encode())
+                buf = b""
+                while chunk := s.recv(65536):
+                    buf += chunk
+        status = int(buf.split()[1])
+        assert status in (401, 403, 404), (path, buf[:300])
+        assert secret[:100] not in buf
+
+
+def test_an_answer_across_two_slices_holds_one_upload(slow_grants):
+    """Within the grant TTL after an upload, a Range across a slice boundary whose first
+    slice is cached from the upload before and whose second is not: the device gets bytes of
+    one upload (here: the answer is cut off, and asked again later), never the first slice's
+    bytes followed by the new upload's."""
+    cluster = slow_grants
+    vendor = cluster.add_vendor("nginxsplice")
+    fleet = TlsFleet(cluster.url, vendor, cluster.ca)
+    fleet.model("sm")
+    fleet.content("sm", "fw", b"0", version=0)
+    cik = _activate_direct(cluster, vendor, "sm", "s1", fleet)
+    old, new = b"A" * (2 << 20), b"B" * (2 << 20)
+    fleet.content("sm", "fw", old, version=1)
+    url = cluster.url + "/provision/download?vendor=nginxsplice&model=sm&id=fw"
+    hdr = {"X-Exosite-CIK": cik}
+    r = requests.get(url, headers={**hdr, "Range": "bytes=0-9"}, verify=cluster.ca, timeout=30)
+    assert r.content == b"A" * 10  # the grant (3 s) and the first slice are nginx's now
+    etag = r.headers["ETag"]
+    fleet.content("sm", "fw", new, version=2)
+    for if_range in (etag, None):
+        h = {**hdr, "Range": "bytes=1048000-1049000"}
+        if if_range:
+            h["If-Range"] = if_range
+        try:
+            r = requests.get(url, headers=h, verify=cluster.ca, timeout=30)
+            body = r.content
+        except requests.ConnectionError:
+            continue  # ended by nginx: no byte given
+        assert r.status_code == 206, r.status_code
+        assert body in (old[1048000:1049001], new[1048000:1049001]), body[570:590]
+        assert body == (old if r.headers["ETag"] == etag else new)[1048000:1049001]

@@ -25,7 +25,11 @@
   HTTPS), `exoprov server`, `exoprov server --workers 2`, and the shipped production
   arrangement (deploy/nginx: nginx terminating TLS before 2 instances on SQLite, also with 2
   workers each, also with its grants not kept, and on PostgreSQL), with ratios to nginx;
-  then whole-blob throughput (50 curl clients) against nginx.
+  then whole-blob throughput (50 curl clients) against nginx. A first, cold pass of each
+  arrangement (nginx's cache empty) is printed apart from the rounds, which are warm. Each
+  arrangement's pass and round prints its errors by kind: wrk's (connect, read, write,
+  timeout: no answer within wrk's 2 s, non-2xx) and the servers' side (nginx's error log by
+  kind, the instances' 5xx answers and tracebacks).
   nginx and wrk are installed with apt-get when missing (as root), else the step stops
   saying so;
 - rss: the server's RSS high-water mark (VmHWM) around a 256 MiB upload and download, on
@@ -428,18 +432,63 @@ def ensure_tool(name):
     return _which(name)
 
 
+WRK_TIMEOUT = 2  # seconds: wrk's own default, said in the output (a device waits far longer)
+
+
 def _wrk(wrk, url, lua, clients, secs, headers=()):
-    """wrk -t1 (one client thread: the machine's cores go to the servers) -> (req/s, errors)."""
-    cmd = [wrk, "-t1", f"-c{clients}", f"-d{secs}s", "-s", str(lua), "--latency"]
+    """wrk -t1 (one client thread: the machine's cores go to the servers) -> (req/s, errors
+    by kind: {"connect", "read", "write", "timeout" (no answer within WRK_TIMEOUT), "non-2xx"}
+    with only the kinds seen)."""
+    cmd = [wrk, "-t1", f"-c{clients}", f"-d{secs}s", f"--timeout={WRK_TIMEOUT}s", "-s", str(lua)]
     for h in headers:
         cmd += ["-H", h]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=secs + 60).stdout
-    rps = float(out.split("Requests/sec:")[1].split()[0])
-    errors = 0
+    return float(out.split("Requests/sec:")[1].split()[0]), wrk_errors(out)
+
+
+def wrk_errors(out):
+    """wrk's report -> {kind: count} of its errors ("Socket errors: connect 0, read 2, write 0,
+    timeout 48" and "Non-2xx or 3xx responses: 5")."""
+    kinds = {}
     for line in out.splitlines():
-        if "Non-2xx" in line or "Socket errors" in line:
-            errors += sum(int(x) for x in line.replace(",", " ").split() if x.isdigit())
-    return rps, errors
+        line = line.strip()
+        if line.startswith("Socket errors:"):
+            for part in line.split(":", 1)[1].split(","):
+                kind, _, n = part.strip().partition(" ")
+                if n.strip().isdigit() and int(n):
+                    kinds[kind] = int(n)
+        elif line.startswith("Non-2xx or 3xx responses:"):
+            kinds["non-2xx"] = int(line.rsplit(":", 1)[1])
+    return kinds
+
+
+# what nginx's error log says when a proxied request fails, by kind (the recipe's side)
+_NGINX_KINDS = {
+    "upstream timed out": "upstream timeout",
+    "no live upstreams": "no live upstream",
+    "connect() failed": "upstream connect",
+    "upstream prematurely closed": "upstream closed",
+    "recv() failed": "upstream reset",
+    "auth request unexpected status": "grant error",
+    "cache lock": "cache lock",
+    "Too many open files": "out of files",
+    "worker_connections are not enough": "worker_connections",
+}
+
+
+def nginx_errors(text):
+    """nginx error-log lines -> {kind: count} (other error lines as "other")."""
+    kinds = {}
+    for line in text.splitlines():
+        if "[error]" not in line and "[crit]" not in line and "[alert]" not in line:
+            continue
+        kind = next((k for s, k in _NGINX_KINDS.items() if s in line), "other")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+def _kinds(d):
+    return ", ".join(f"{k} {n}" for k, n in sorted(d.items())) or "none"
 
 
 def _tree(pid):
@@ -463,6 +512,45 @@ def _cpu_s(roots):
             continue  # gone since it was listed
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / tick
+
+
+def _error_logs(arrangement):
+    """{log path: length now} of an arrangement's nginx error log and instances' logs."""
+    paths = []
+    nginx = getattr(arrangement, "nginx", None)
+    if nginx is not None:
+        paths.append(nginx.dir / "error.log")
+    elif hasattr(arrangement, "error_log"):  # a bare Nginx (the static file server)
+        paths.append(arrangement.dir / "error.log")
+    for srv in getattr(arrangement, "servers", [arrangement]):
+        if hasattr(srv, "logpath"):
+            paths.append(srv.logpath)
+    return {p: (p.stat().st_size if p.exists() else 0) for p in paths}
+
+
+def _new_errors(arrangement, seen):
+    """What went wrong on the servers' side since `seen` (_error_logs), by kind: nginx's
+    error-log kinds, and the instances' 5xx answers and tracebacks."""
+    kinds = {}
+    for path, start in seen.items():
+        try:
+            with open(path, errors="replace") as f:
+                f.seek(start)
+                text = f.read()
+        except OSError:
+            continue
+        if path.name == "error.log":
+            for k, n in nginx_errors(text).items():
+                kinds["nginx " + k] = kinds.get("nginx " + k, 0) + n
+            continue
+        for line in text.splitlines():
+            parts = line.split()
+            if "Traceback" in line:
+                kinds["instance traceback"] = kinds.get("instance traceback", 0) + 1
+            elif len(parts) > 6 and parts[2] == "aiohttp.access" and parts[-2].startswith("5"):
+                key = "instance " + parts[-2]
+                kinds[key] = kinds.get(key, 0) + 1
+    return kinds
 
 
 def _static_nginx(b, nginx, static_dir, certs):
@@ -493,6 +581,9 @@ def bench_server(b, clients=50, secs=8, rounds=2):
     from tools.harness.launch import ServerProcess
 
     nginx, wrk = ensure_tool("nginx"), ensure_tool("wrk")
+    from tools.harness.cluster import ensure_nginx
+
+    ensure_nginx(install=True)  # and the recipe's njs module (libnginx-mod-http-js)
     path, _sha = b.set_image(b.size, "3")
     cik = b.activate(b.new_sn())
     q = f"/provision/download?vendor={b.vendor['vendor']}&model={MODEL}&id={b.cid}"
@@ -545,14 +636,31 @@ def bench_server(b, clients=50, secs=8, rounds=2):
              hdr_pg, pids(cp)),
         ]  # fmt: skip
         best = {label: (0.0, 0, 0.0) for label, *_ in rows}
+        servers = [static, static, b.srv, w2, c1, c2, c0, cp]  # in the order of rows
+        arrangement = dict(zip([r[0] for r in rows], servers, strict=True))
+        # A first pass with nginx's caches empty, reported apart from the rounds: each 1 MiB
+        # slice is fetched once while the requests wanting it wait on proxy_cache_lock, whose
+        # waiters nginx wakes every 500 ms (ngx_http_file_cache.c); 50 clients walking the blob
+        # together meet such a wait at each of its slices, and a slice fetch slowed past wrk's
+        # 2 s (a busy machine) counts a timeout on every connection waiting for it. A first
+        # round that was also the cold pass is how one round gave 1 700 requests/s with 50
+        # errors where the other gave 8 600 and none. Devices meet it once per upload.
+        for label, url, headers, _roots in rows:
+            seen = _error_logs(arrangement[label])
+            rps, errors = _wrk(wrk, url, lua, clients, max(2, secs // 2), headers)
+            log(f"server: cold: {label}: {rps:.0f} requests/s; wrk errors: {_kinds(errors)}; "
+                f"server side: {_kinds(_new_errors(arrangement[label], seen))}")  # fmt: skip
         for i in range(rounds):
             for label, url, headers, roots in rows:
                 cpu = _cpu_s(roots)
+                seen = _error_logs(arrangement[label])
                 rps, errors = _wrk(wrk, url, lua, clients, secs, headers)
                 us = (_cpu_s(roots) - cpu) / max(rps * secs, 1) * 1e6
+                theirs = _new_errors(arrangement[label], seen)
                 log(f"server: round {i + 1}: {label}: {rps:.0f} requests/s, {us:.0f} µs CPU "
-                    "per request" + (f" ({errors} errors)" if errors else ""))  # fmt: skip
-                best[label] = max(best[label], (rps, errors, us))
+                    f"per request; wrk errors: {_kinds(errors)}; server side: "
+                    f"{_kinds(theirs)}")  # fmt: skip
+                best[label] = max(best[label], (rps, sum(errors.values()), us))
         theirs, t_theirs = _fetch_all([(f"http://127.0.0.1:{http}/image.bin", {})], clients)
     base, base_tls = best[rows[0][0]][0], best[rows[1][0]][0]
     log(f"server: {clients} keep-alive connections, 64 KiB Range requests of one "

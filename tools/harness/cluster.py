@@ -28,6 +28,7 @@ from tools.harness import procs
 from tools.harness.launch import ROOT, ServerProcess
 
 TEMPLATE = ROOT / "deploy" / "nginx" / "exoprov.conf"
+NJS = ROOT / "deploy" / "nginx" / "exoprov.js"  # the grant cache key (exoprov.conf: js_set)
 
 
 def find_nginx():
@@ -37,24 +38,36 @@ def find_nginx():
     return None
 
 
+# the recipe's njs module (deploy/nginx/exoprov.js): where Debian's package puts it
+NJS_MODULES = ("/usr/lib/nginx/modules/ngx_http_js_module.so",
+               "/usr/share/nginx/modules/ngx_http_js_module.so")  # fmt: skip
+PACKAGES = ("nginx", "libnginx-mod-http-js")
+
+
+def find_njs():
+    return next((p for p in NJS_MODULES if os.path.exists(p)), None)
+
+
 def ensure_nginx(install=False):
-    """The nginx binary; with `install` (benchmarks), `apt-get install nginx` when missing and
-    root. Raises RuntimeError saying what to do otherwise."""
+    """The nginx binary (with its njs module); with `install` (benchmarks), `apt-get install
+    nginx libnginx-mod-http-js` when missing and root. Raises RuntimeError saying what to do
+    otherwise."""
     path = find_nginx()
-    if path or not install:
-        if path:
+    if (path and find_njs()) or not install:
+        if path and find_njs():
             return path
-        raise RuntimeError("nginx is not installed (Debian: apt-get install nginx)")
+        raise RuntimeError("nginx or its njs module is not installed "
+                           "(Debian: apt-get install " + " ".join(PACKAGES) + ")")  # fmt: skip
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise RuntimeError("nginx is not installed and cannot be installed here: "
-                           "run `apt-get install nginx` as root")  # fmt: skip
+                           "run `apt-get install " + " ".join(PACKAGES) + "` as root")  # fmt: skip
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "nginx"]
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]
     for cmd in (["apt-get", "update", "-q"], install):
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, timeout=900)
     path = find_nginx()
-    if not path:
-        raise RuntimeError("apt-get install nginx did not provide an nginx binary")
+    if not path or not find_njs():
+        raise RuntimeError("apt-get install did not provide nginx and its njs module")
     return path
 
 
@@ -106,13 +119,14 @@ def make_certs(d):
 
 
 def render(upstreams, listen, cert=None, key=None, max_body="64m", template=TEMPLATE,
-           cache="/var/cache/nginx/exoprov", cache_max="2g", grant_ttl="1s"):  # fmt: skip
+           cache="/var/cache/nginx/exoprov", cache_max="2g", grant_ttl="1s",
+           js=NJS):  # fmt: skip
     """deploy/nginx/exoprov.conf with its placeholders filled (comments left alone); without
     cert, plain HTTP."""
     ups = "\n    ".join(f"server {u} max_fails=1 fail_timeout=5s;" for u in upstreams)
     values = {"@UPSTREAMS@": ups, "@LISTEN@": listen, "@MAX_BODY@": max_body}
     values.update({"@CACHE@": str(cache), "@CACHE_MAX@": cache_max, "@GRANT_TTL@": grant_ttl})
-    values.update({"@CERT@": cert or "", "@KEY@": key or ""})
+    values.update({"@CERT@": cert or "", "@KEY@": key or "", "@JS@": str(js)})
     out = []
     for line in Path(template).read_text().splitlines():
         if not line.lstrip().startswith("#"):
@@ -144,8 +158,10 @@ def nginx_main_conf(d, include, workers=2):
 
         user = (f"user {pwd.getpwuid(os.getuid()).pw_name} "
                 f"{grp.getgrgid(os.getgid()).gr_name};\n")  # fmt: skip
+    njs = f"load_module {find_njs()};\n" if find_njs() else ""
     return (
-        f"{user}worker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n"
+        f"{njs}{user}worker_processes {workers};\npid {d}/nginx.pid;\n"
+        f"error_log {d}/error.log warn;\n"
         "events { worker_connections 4096; }\n"
         "http {\n"
         "    access_log off;\n    sendfile on;\n    tcp_nopush on;\n"

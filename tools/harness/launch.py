@@ -14,12 +14,19 @@ ROOT = Path(__file__).resolve().parents[2]
 _LISTEN = re.compile(r"listening on (https?://[0-9.]+:(\d+))")
 
 
+def _limit_files(n):
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+
+
 class ServerProcess:
     """One `exoprov server` process on 127.0.0.1 (port 0: the line it prints names the port),
     with its own database in `workdir` (a temporary directory when none is given), or `db`
-    (a database several instances share)."""
+    (a database several instances share). `nofile`: the process's open-file limit (soft and
+    hard), to show what a server does when it runs out of descriptors."""
 
-    def __init__(self, *extra, workdir=None, db=None):
+    def __init__(self, *extra, workdir=None, db=None, nofile=None):
         self._tmp = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="exoprov-")
@@ -31,7 +38,14 @@ class ServerProcess:
         cmd += ["--host", "127.0.0.1", "--port", "0", *map(str, extra)]
         self.logpath = self.dir / "server.log"
         self._log = open(self.logpath, "w+")
-        self.proc = procs.spawn(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, text=True)
+        self.proc = procs.spawn(
+            cmd,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            preexec_fn=None if nofile is None else lambda: _limit_files(nofile),
+        )
         deadline = time.monotonic() + 30
         line = ""
         while time.monotonic() < deadline:

@@ -139,7 +139,9 @@ async def _download_all(url, vendor, ciks, cid, size, digest, errors, ca=None, c
 def _front(instances, workers, db=None):
     """-> (context manager, url, ca, alive()). `db`: a PostgreSQL URL, or None for SQLite."""
     if not instances:
-        srv = RealServer("--activation-limit", "0", db=db)
+        # one address stands for thousands of devices here: no per-address connection cap
+        cap = ("--max-connections-per-address", "0")
+        srv = RealServer("--activation-limit", "0", *cap, db=db)
         return srv, srv.url, None, srv.alive
     from tools.harness.cluster import Cluster
 

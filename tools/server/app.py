@@ -5,9 +5,11 @@ import logging
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from . import auth, content, device, fleetstatus, groups, metrics, models, onep, vendor
 from .auth import MODEL, SHARED, VENDOR
+from .guard import BodyTimeout
 from .logs import cred_hash
 from .metrics import METRICS
 from .state import SERVER, log
@@ -93,15 +95,34 @@ async def errors(request, handler):
     except web.HTTPException as exc:  # the router's 404 and 405
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return _plain(exc.status, exc.reason or "error", headers)
-    except (asyncio.CancelledError, ConnectionError):
+    except asyncio.CancelledError:
         raise
+    except BodyTimeout:  # a body read outside util.read_chunk (the dashboard's forms)
+        resp = _plain(408, "request body not complete in time")
+        resp.force_close()
+        return resp
+    except (ConnectionError, HttpProcessingError) as exc:
+        if isinstance(exc, HttpProcessingError) or _gone(request):
+            # the client's doing (it left, or sent a malformed body): the access line says
+            # it, a traceback would only fill the log
+            resp = _plain(400, "request incomplete or malformed")
+            resp.force_close()
+            return resp
+        log.exception("%s %s failed", request.method, request.path)
+        resp = _plain(500, "internal error")
+        resp.force_close()
+        return resp
     except Exception:
-        if request.transport is None or request.transport.is_closing():
+        if _gone(request):
             raise
         log.exception("%s %s failed", request.method, request.path)
         resp = _plain(500, "internal error")
         resp.force_close()
         return resp
+
+
+def _gone(request):
+    return request.transport is None or request.transport.is_closing()
 
 
 class AccessLogger(AbstractAccessLogger):

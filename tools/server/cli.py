@@ -13,6 +13,7 @@ from .db import Duplicate
 from .util import ApiError, check_name
 
 DEFAULT_MAX_CONTENT = 64 * 1024 * 1024
+DEFAULT_VENDOR_QUOTA = 4 * 1024 * 1024 * 1024
 
 
 class CliError(Exception):
@@ -53,11 +54,50 @@ def _server_args(argv):
         help="largest content upload (default 64 MiB)",
     )
     p.add_argument(
+        "--vendor-quota-bytes",
+        type=int,
+        default=DEFAULT_VENDOR_QUOTA,
+        metavar="N",
+        help="bytes of content one vendor's models may hold in all; an upload past it gets "
+        "413 (default 4 GiB, 0 = no quota)",
+    )
+    p.add_argument(
         "--read-timeout",
         type=float,
         default=30.0,
         metavar="SECONDS",
         help="how long a request body may stall before 408 (default 30)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="a request's line and headers must arrive within this long of the connection "
+        "opening (or of the request's first byte); else 408 and closed (default 20)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="a request body must arrive whole within this long of its headers; else 408 "
+        "(default 300: a 64 MiB upload needs 1.8 Mbit/s)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=75.0,
+        metavar="SECONDS",
+        help="how long a kept-alive connection may wait for its next request (default 75)",
+    )
+    p.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=64,
+        metavar="N",
+        help="connections one client address may hold open at a time, per process; more "
+        "are answered 503 (default 64, 0 = no cap; --trusted-proxy peers have none)",
     )
     p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
@@ -103,6 +143,12 @@ def _server_args(argv):
         p.error(f"--trusted-proxy: {exc}")
     if args.read_timeout <= 0:
         p.error("read-timeout must be positive")
+    if min(args.header_timeout, args.body_timeout, args.idle_timeout) <= 0:
+        p.error("header-timeout, body-timeout and idle-timeout must be positive")
+    if args.max_connections_per_address < 0:
+        p.error("max-connections-per-address must not be negative")
+    if args.vendor_quota_bytes < 0:
+        p.error("vendor-quota-bytes must not be negative")
     if args.activation_window < 1 or args.activation_limit < 0 or args.max_content_bytes < 0:
         p.error("window must be positive, limit and max-content-bytes not negative")
     return args
@@ -114,6 +160,9 @@ def server_main(argv):
 
     setup(args.log_format)
     logging.getLogger("aiohttp.server").addFilter(_quiet_bad_requests)
+    from .guard import raise_nofile
+
+    args.nofile = raise_nofile()
     try:
         tls = _tls_context(args)
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
@@ -197,6 +246,7 @@ async def _serve(args, store, tls=None, sock=None, ready=None):
     from aiohttp import web
 
     from .app import AccessLogger, make_app
+    from .guard import Guard, GuardedRunner
     from .state import Server
 
     await storage.start(store)
@@ -213,11 +263,21 @@ async def _serve(args, store, tls=None, sock=None, ready=None):
         args.max_content_bytes,
         read_idle=args.read_timeout,
         trusted=args.trusted,
+        vendor_quota=args.vendor_quota_bytes,
     )
-    runner = web.AppRunner(
+    guard = Guard(
+        args.header_timeout,
+        args.body_timeout,
+        args.max_connections_per_address,
+        args.trusted,
+        getattr(args, "nofile", None),
+    )
+    runner = GuardedRunner(
         make_app(server, metrics_token=args.metrics_token),
+        guard,
         handle_signals=False,
         access_log_class=AccessLogger,
+        keepalive_timeout=args.idle_timeout,
         lingering_time=5.0,
         shutdown_timeout=5.0,
     )

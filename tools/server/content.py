@@ -67,6 +67,9 @@ def vendor_info(row):
     return device_info(row) + ("," + ("true" if row["protected"] else "false"))
 
 
+SLICE_OF = "X-Exoprov-Slice-Of"  # deploy/nginx: the ETag a fetched slice is cached under
+
+
 async def send(request, srv, row):
     """The blob of `row`, whole or one Range, with validators (ETag, Last-Modified)."""
     if row["blob"] is None:
@@ -79,6 +82,12 @@ async def send(request, srv, row):
         "Last-Modified": byteranges.http_date(row["updated"]),
         "Content-Type": row["ctype"] or "application/octet-stream",
     }
+    if request.headers.get(SLICE_OF, etag) != etag:
+        # deploy/nginx fetching a slice for its cache under the ETag its grant named: this
+        # content is newer. The bytes go to this request only (nginx's slice module refuses
+        # them within an answer begun from the older upload); cached, they would sit under
+        # the older ETag's key and be mixed into its downloads.
+        headers["X-Accel-Expires"] = "0"
     span = None
     if byteranges.if_range_matches(request.headers.get("If-Range"), etag, row["updated"]):
         try:
@@ -215,9 +224,27 @@ async def upload(request):
     model = await auth.model_of(request)
     cid = (await _content(srv, model, request.match_info["id"]))["cid"]
     ctype = check_ctype(request.headers.get("Content-Type", "application/octet-stream"))
-    name, size = await srv.blobs.receive(request, srv.max_content)
+    name, size = await receive(request, srv, model, cid)
     await attach(srv, model, cid, name, ctype, size)
     return done()
+
+
+async def receive(request, srv, model, cid, digest=None):
+    """blobs.receive() capped at --max-content-bytes and at what is left of the model owner's
+    --vendor-quota-bytes (the content `cid` replaces not counted): 413 past either."""
+    cap, quota = srv.max_content, False
+    if srv.vendor_quota:
+        used = await srv.store.content_bytes(model.owner_rid)
+        old = await srv.store.content(model.id, cid)
+        room = srv.vendor_quota - used + (old["size"] if old is not None else 0)
+        if room < cap:
+            cap, quota = max(room, 0), True
+    try:
+        return await srv.blobs.receive(request, cap, digest)
+    except ApiError as exc:
+        if exc.status == 413 and quota:
+            raise ApiError(413, "vendor storage quota exceeded", close=True) from None
+        raise
 
 
 def check_ctype(ctype):

@@ -21,6 +21,11 @@ from .engine import Conflict
 # Bounds on what one serial number or alias may accumulate.
 ACTLOG_KEEP = 200
 DATA_KEEP = 1000
+# What one client may keep through the data interface: alias names, and characters of the
+# values kept per alias (the newest are kept, one at least): names x (ALIAS_KEEP_CHARS + one
+# value of util.TEXT_MAX) bounds what a device can make the database hold (about 4.7 MB)
+ALIAS_NAMES_MAX = 128
+ALIAS_KEEP_CHARS = 32 * 1024
 # The values a device report may set (devstatus columns): text ones, then whole numbers.
 REPORT_TEXT = ("state", "version", "content", "error", "target")
 REPORT_INT = ("boots", "rollbacks", "progress")
@@ -751,6 +756,33 @@ class Store:
                     alias,
                     DATA_KEEP,
                 )
+                # and the oldest values past ALIAS_KEEP_CHARS of this alias's history
+                await self.db.run(
+                    "DELETE FROM data WHERE id IN (SELECT id FROM (SELECT id, "
+                    "SUM(LENGTH(value)) OVER (ORDER BY id DESC) AS kept, "
+                    "ROW_NUMBER() OVER (ORDER BY id DESC) AS n "
+                    "FROM data WHERE client_rid = ? AND alias = ?) t WHERE kept > ? AND n > 1)",
+                    client_rid,
+                    alias,
+                    ALIAS_KEEP_CHARS,
+                )
+
+    async def alias_names(self, client_rid, limit):
+        """How many alias names `client_rid` has values for, counted up to `limit`."""
+        return await self._value(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT alias FROM data WHERE client_rid = ? "
+            "LIMIT ?) t",
+            client_rid,
+            limit,
+        )
+
+    async def content_bytes(self, vendor_rid):
+        """Bytes of content uploaded to the models `vendor_rid` owns."""
+        return await self._value(
+            "SELECT COALESCE(SUM(c.size), 0) FROM content c JOIN models m ON m.id = c.model_id "
+            "WHERE m.vendor_rid = ?",
+            vendor_rid,
+        )
 
     async def latest(self, client_rid, alias):
         return await self._value(

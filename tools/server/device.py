@@ -35,8 +35,6 @@ async def _activate(srv, form, conn, request=None):
     if model is None:
         log.info("activate %s: invalid vendor/model pair", conn)
         raise ApiError(403, "invalid vendor/model pair")
-    if request is not None:
-        await fleetstatus.heard(request, model.id, sn)
     row = await store.sn(model.id, sn)
     if row is None:
         if not any_contains(await store.ranges(model.id), sn):
@@ -66,6 +64,10 @@ async def _activate(srv, form, conn, request=None):
             await store.log_activation(model.id, sn, srv.now(), conn, "activated")
     if not released:
         await _refuse(srv, model.id, sn, conn, "already activated")
+    if request is not None:
+        # only now: the caller proved to be the device (it got the CIK); a refused caller
+        # must not move the dashboard's "last seen from" (the activation log has it)
+        await fleetstatus.heard(request, model.id, sn)
     log.info("activate %s: client %s activated", conn, client.rid[:8])
     return text(cik)
 

@@ -10,6 +10,7 @@ import datetime
 import hashlib
 import json
 import logging
+import re
 
 CRED_HEADERS = ("X-Exosite-CIK", "X-Exosite-Token")
 
@@ -21,6 +22,31 @@ def cred_hash(headers):
         if value:
             return hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return None
+
+
+# C0 and C1 controls, the backslash, Unicode line/paragraph separators, and the lone
+# surrogates of bytes that were not UTF-8 (which the stream could not even encode)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\\\u2028\u2029\ud800-\udfff]")
+
+
+def escape(text):
+    """Control characters (and the backslash, so that an escape cannot be forged either) as
+    \\xNN / \\uNNNN: a decoded request path or header carrying a newline stays on its own
+    line instead of writing a second, forged one."""
+    return _CONTROL.sub(_escaped, text)
+
+
+def _escaped(m):
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+class TextFormatter(logging.Formatter):
+    """The text log: one line per record (a traceback, appended after, keeps its lines)."""
+
+    def formatMessage(self, record):
+        record.message = escape(record.message)
+        return super().formatMessage(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -51,7 +77,7 @@ def setup(fmt):
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)

@@ -183,8 +183,11 @@ class Metrics:
 
     def allowed(self, request):
         if self.token:
-            got = request.headers.get("Authorization", "")
-            return hmac.compare_digest(got.encode(), ("Bearer " + self.token).encode())
+            # headers arrive as bytes decoded with surrogateescape: any byte, ASCII or not,
+            # must compare as a wrong token, never fail
+            got = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+            want = ("Bearer " + self.token).encode("utf-8", "surrogateescape")
+            return hmac.compare_digest(got, want)
         try:
             return ipaddress.ip_address(peer(request)[0]).is_loopback
         except ValueError:

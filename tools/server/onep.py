@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from . import auth, fleetstatus
+from .db import ALIAS_NAMES_MAX
 from .state import SERVER
 from .util import (
     ApiError,
@@ -39,9 +40,18 @@ async def write(request):
         check_name(alias, "alias")
         for value in values:
             pairs.append((alias, check_text(value, "value")))
+    await _bound_names(srv.store, client.rid, form)
     await srv.store.write_data(client.rid, srv.now(), pairs)
     await fleetstatus.reported(request, client.rid, pairs)  # the device's status
     return web.Response(status=204)
+
+
+async def _bound_names(store, rid, form):
+    """413 when the write would give the client more than ALIAS_NAMES_MAX alias names (the
+    values kept per name are bounded in the store: db.ALIAS_KEEP_CHARS)."""
+    new = [a for a in form if await store.latest(rid, a) is None]
+    if new and await store.alias_names(rid, ALIAS_NAMES_MAX + 1) + len(new) > ALIAS_NAMES_MAX:
+        raise ApiError(413, f"at most {ALIAS_NAMES_MAX} alias names per client")
 
 
 async def read(request):

@@ -30,8 +30,10 @@ class Server:
         read_idle=30.0,
         clock=time.time,
         trusted=(),
+        vendor_quota=0,
     ):
         self.store = store
+        self.vendor_quota = vendor_quota  # bytes of content per vendor (0: no quota)
         self.trusted = list(trusted)  # ip_networks of reverse proxies (--trusted-proxy)
         self.read_idle = read_idle  # seconds a request body may stall
         self.blobs = blobs

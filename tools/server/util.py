@@ -164,13 +164,22 @@ def too_large(cap):
 
 
 async def read_chunk(request):
-    """The next piece of the request body (b'' at its end); 408 when it stalls."""
+    """The next piece of the request body (b'' at its end); 408 when it stalls or is late
+    (guard.py's body deadline), 400 when it ends short (the client closed the connection,
+    or a malformed chunked body)."""
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    from .guard import BodyTimeout
     from .state import SERVER
 
     try:
         return await asyncio.wait_for(request.content.readany(), request.app[SERVER].read_idle)
     except asyncio.TimeoutError:
         raise ApiError(408, "request body stalled", close=True)
+    except BodyTimeout:
+        raise ApiError(408, "request body not complete in time", close=True)
+    except (ConnectionError, HttpProcessingError):
+        raise ApiError(400, "request body incomplete", close=True)
 
 
 def check_length(request, cap):

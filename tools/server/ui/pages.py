@@ -383,7 +383,7 @@ async def upload(request):
     if await srv.store.content(model.id, cid) is not None:
         raise ApiError(409, "content id already exists: delete it first or pick another id")
     digest = hashlib.sha256()
-    name, size = await srv.blobs.receive(request, srv.max_content, digest)
+    name, size = await content.receive(request, srv, model, cid, digest)
     fields = [("sha256", digest.hexdigest())] + ([("version", version)] if version else [])
     try:
         await content.create(srv, model, cid, urlencode(fields), one(q, "protected") == "true")
