@@ -61,6 +61,7 @@ ROUTES = [
     # exoprov extensions (README): fleet status for `exoprov fleet sn status`, and metrics
     ("GET", "/exoprov/v1/model/{model}/status", fleetstatus.status),
     ("GET", "/exoprov/v1/model/{model}/rollout", fleetstatus.rollout),
+    ("POST", "/exoprov/v1/vendor/cik", vendor.rotate_cik),
     ("GET", "/metrics", metrics.handler),
 ]
 

@@ -6,8 +6,9 @@ async so that another engine (PostgreSQL through asyncpg) fits behind it; this S
 never suspends inside a method, so a transaction here is never interleaved with another.
 Credentials are stored as SHA-256 hashes and looked up by hash. The few
 secrets the API must hand out again (a vendor CIK for `admin add-vendor --if-missing`, a
-vendor token for `GET /provision/admin/auth/<id>`, a device CIK until its one activation)
-are kept beside their hash; a device CIK is dropped once it has been released.
+vendor token for `GET /provision/admin/auth/<id>`) are kept beside their hash sealed under
+the server's secret key (secretkey.py); a device's CIK is drawn at its activation and only
+its hash is kept.
 """
 
 import contextlib
@@ -15,13 +16,15 @@ import hashlib
 import json
 import sqlite3
 
+from .secretkey import Sealing
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS clients (
     rid TEXT PRIMARY KEY,
     parent TEXT,
     kind TEXT NOT NULL,             -- 'vendor' or 'device'
     cik_hash TEXT UNIQUE,           -- NULL while disabled
-    secret TEXT,                    -- vendor CIK; device CIK until activated
+    secret TEXT,                    -- a vendor's CIK, sealed (secretkey.py); devices: NULL
     state TEXT NOT NULL,            -- vendor: 'active'; device: notactivated/activated/disabled
     enabled_at INTEGER NOT NULL DEFAULT 0
 );
@@ -34,7 +37,7 @@ CREATE TABLE IF NOT EXISTS tokens (
     vendor_rid TEXT NOT NULL,
     tid TEXT NOT NULL,
     token_hash TEXT NOT NULL UNIQUE,
-    secret TEXT NOT NULL,
+    secret TEXT NOT NULL,           -- the token, sealed (secretkey.py)
     PRIMARY KEY (vendor_rid, tid)
 );
 CREATE TABLE IF NOT EXISTS models (
@@ -115,7 +118,8 @@ CREATE INDEX IF NOT EXISTS data_alias ON data(client_rid, alias, id);
 CREATE TABLE IF NOT EXISTS ui_sessions (
     id_hash TEXT PRIMARY KEY,       -- SHA-256 of the dashboard's session cookie
     vendor_rid TEXT NOT NULL,
-    expire INTEGER NOT NULL
+    expire INTEGER NOT NULL,
+    cred_hash TEXT                  -- hash of the CIK or token the session logged in with
 );
 CREATE TABLE IF NOT EXISTS jsonp_tokens (
     token_hash TEXT PRIMARY KEY,
@@ -185,7 +189,7 @@ class Duplicate(Exception):
     """A uniqueness rule was broken (the API answers 409)."""
 
 
-class Store:
+class Store(Sealing):
     def __init__(self, path):
         self.path = str(path)
         self.db = sqlite3.connect(self.path, isolation_level=None)
@@ -194,6 +198,9 @@ class Store:
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(_SCHEMA + _GENERATION)
+        cols = [r[1] for r in self.db.execute("PRAGMA table_info(ui_sessions)")]
+        if "cred_hash" not in cols:  # a file made before sessions were bound to credentials
+            self.db.execute("ALTER TABLE ui_sessions ADD COLUMN cred_hash TEXT")
 
     def close(self):
         if self.db is not None:
@@ -232,8 +239,8 @@ class Store:
             rid,
             parent,
             kind,
-            secret_hash(cik),
-            cik,
+            None if cik is None else secret_hash(cik),
+            self.sealed(cik, "client:" + rid),
             state,
             enabled_at,
         )
@@ -256,23 +263,27 @@ class Store:
         return None if row is None else (row[0] or "")
 
     async def set_client_cik(self, rid, cik, state, enabled_at):
-        """Mint (cik) or drop (cik None) the client's CIK and set its state."""
+        """Set (cik, sealed: a vendor's) or drop (cik None: a device's until its
+        activation draws one) the client's CIK, and set its state."""
         self._run(
             "UPDATE clients SET cik_hash = ?, secret = ?, state = ?, enabled_at = ? WHERE rid = ?",
             None if cik is None else secret_hash(cik),
-            cik,
+            self.sealed(cik, "client:" + rid),
             state,
             enabled_at,
             rid,
         )
 
-    async def release_cik(self, rid):
-        """Activation: the device now holds its CIK, the server forgets the plaintext. True
-        for the one caller that released it."""
+    async def release_cik(self, rid, cik, enabled_at):
+        """Activation: the CIK drawn for the device becomes its own (only its hash is kept).
+        True for the one caller that released it (a conditional UPDATE: one winner), while
+        the client is still the enabled, not activated one that caller saw."""
         n = self._run(
-            "UPDATE clients SET state = 'activated', secret = NULL "
-            "WHERE rid = ? AND state = 'notactivated' AND secret IS NOT NULL",
+            "UPDATE clients SET state = 'activated', cik_hash = ?, secret = NULL "
+            "WHERE rid = ? AND state = 'notactivated' AND enabled_at = ?",
+            secret_hash(cik),
             rid,
+            enabled_at,
         )
         return n == 1
 
@@ -288,7 +299,13 @@ class Store:
             raise Duplicate(name)
 
     async def delete_vendor_name(self, name, rid):
-        return self._run("DELETE FROM vendors WHERE name = ? AND rid = ?", name, rid)
+        """Unregister; the shares made to this name go with it (whoever registers the name
+        next inherits nothing)."""
+        async with self.tx():
+            n = self._run("DELETE FROM vendors WHERE name = ? AND rid = ?", name, rid)
+            if n:
+                self._run("DELETE FROM shares WHERE vendor_name = ?", name)
+        return n
 
     async def vendor_by_name(self, name):
         """(name, rid) or None."""
@@ -314,7 +331,7 @@ class Store:
                 vendor_rid,
                 tid,
                 secret_hash(token),
-                token,
+                self.sealed(token, f"token:{vendor_rid}:{tid}"),
             )
         except sqlite3.IntegrityError:
             raise Duplicate(tid)
@@ -327,7 +344,7 @@ class Store:
         row = self._one(
             "SELECT secret FROM tokens WHERE vendor_rid = ? AND tid = ?", vendor_rid, tid
         )
-        return None if row is None else row[0]
+        return None if row is None else self.opened(row[0], f"token:{vendor_rid}:{tid}")
 
     async def delete_token(self, vendor_rid, tid):
         return self._run("DELETE FROM tokens WHERE vendor_rid = ? AND tid = ?", vendor_rid, tid)
@@ -938,28 +955,79 @@ class Store:
             out[key] = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))
         return out
 
+    # -- secrets at rest (atrest.py) -------------------------------------------------------
+
+    async def secret_rows(self):
+        """[(table, key 1, key 2, kind, state, secret)] of every stored secret: clients by
+        rid, tokens by (vendor rid, token id)."""
+        return self._all(
+            "SELECT 'clients', rid, '', kind, state, secret FROM clients "
+            "WHERE secret IS NOT NULL UNION ALL "
+            "SELECT 'tokens', vendor_rid, tid, '', '', secret FROM tokens"
+        )
+
+    async def put_secret(self, table, k1, k2, old, new, drop_cik=False):
+        """Replace a secret that still is `old`; drop_cik: the client's CIK hash too.
+        Returns 1 if it was replaced."""
+        if table == "tokens":
+            return self._run(
+                "UPDATE tokens SET secret = ? WHERE vendor_rid = ? AND tid = ? AND secret = ?",
+                new,
+                k1,
+                k2,
+                old,
+            )
+        drop = ", cik_hash = NULL" if drop_cik else ""
+        return self._run(
+            f"UPDATE clients SET secret = ?{drop} WHERE rid = ? AND secret = ?", new, k1, old
+        )
+
+    async def scrub(self):
+        """Rewrite the file so that no free page still holds what was replaced, then empty
+        the WAL (its frames held the old pages too)."""
+        self.db.execute("VACUUM")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     # -- dashboard sessions and pages (tools/server/ui) ------------------------------------
 
-    async def add_ui_session(self, id_hash, vendor_rid, expire, now):
-        """A dashboard session: only the hash of its cookie, the vendor and its expiry."""
+    async def add_ui_session(self, id_hash, vendor_rid, cred_hash, expire, now):
+        """A dashboard session: only the hash of its cookie, the vendor, the hash of the CIK
+        or token it logged in with (the session lives only as long as that credential does)
+        and its expiry."""
         async with self.tx():
             self._run("DELETE FROM ui_sessions WHERE expire <= ?", now)
             self._run(
-                "INSERT INTO ui_sessions (id_hash, vendor_rid, expire) VALUES (?, ?, ?)",
+                "INSERT INTO ui_sessions (id_hash, vendor_rid, cred_hash, expire) "
+                "VALUES (?, ?, ?, ?)",
                 id_hash,
                 vendor_rid,
+                cred_hash,
                 expire,
             )
 
     async def ui_session(self, id_hash, now):
-        """The vendor rid of an unexpired session, or None."""
+        """The vendor rid of an unexpired session whose credential still stands (the vendor's
+        CIK unchanged, or its token not deleted), or None."""
         row = self._one(
-            "SELECT vendor_rid FROM ui_sessions WHERE id_hash = ? AND expire > ?", id_hash, now
+            "SELECT s.vendor_rid FROM ui_sessions s WHERE s.id_hash = ? AND s.expire > ? AND ("
+            "EXISTS (SELECT 1 FROM clients c WHERE c.rid = s.vendor_rid "
+            "AND c.cik_hash = s.cred_hash) OR EXISTS (SELECT 1 FROM tokens t "
+            "WHERE t.vendor_rid = s.vendor_rid AND t.token_hash = s.cred_hash))",
+            id_hash,
+            now,
         )
         return None if row is None else row[0]
 
     async def delete_ui_session(self, id_hash):
         return self._run("DELETE FROM ui_sessions WHERE id_hash = ?", id_hash)
+
+    async def delete_ui_sessions_of(self, vendor_rid):
+        return self._run("DELETE FROM ui_sessions WHERE vendor_rid = ?", vendor_rid)
+
+    async def vendor_cik(self, rid):
+        """A vendor's CIK, opened from its sealed copy (None for another client)."""
+        row = self._one("SELECT secret FROM clients WHERE rid = ? AND kind = 'vendor'", rid)
+        return None if row is None or row[0] is None else self.opened(row[0], "client:" + rid)
 
     async def sn_count(self, model_id):
         return self._one("SELECT COUNT(*) FROM sns WHERE model_id = ?", model_id)[0]

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from . import auth, content, fleetstatus, metrics
 from .snranges import any_contains
-from .state import SERVER, log, peer, reached
+from .state import SERVER, log, new_cik, peer, reached
 from .util import ApiError, check_name, csv, is_true, one, query, read_form, text
 
 _FAILED = (400, 403, 404, 409)
@@ -61,14 +61,12 @@ async def _activate(srv, form, conn, request=None):
     if status != "notactivated":
         why = "disabled" if client[3] == "disabled" else "activation window expired"
         await _refuse(srv, model[0], sn, conn, why)
-    cik = client[5]
+    cik = new_cik()  # drawn now: until this answer, no one (the database neither) holds it
     async with store.tx():
-        # checked again inside the write transaction: another worker or instance on the
-        # same database may have released this CIK since the read above
-        fresh = await store.client(client[0])
-        released = fresh is not None and fresh[3] == "notactivated" and fresh[5] == cik
-        # PostgreSQL: the conditional UPDATE decides between instances (one winner)
-        released = released and await store.release_cik(client[0])
+        # a conditional UPDATE, inside the write transaction: another worker or instance on
+        # the same database may have activated, disabled or regenerated this client since
+        # the read above (PostgreSQL: it decides between instances, one winner)
+        released = await store.release_cik(client[0], cik, client[4])
         if released:
             await store.log_activation(model[0], sn, srv.now(), conn, "activated")
     if not released:

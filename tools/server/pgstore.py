@@ -42,6 +42,7 @@ from .db import (
     secret_hash,
 )
 from .ratelimit import WINDOW
+from .secretkey import Sealing
 from .util import ApiError, read_chunk, too_large
 
 log = logging.getLogger("exoprov.server")
@@ -164,7 +165,7 @@ def _count(status):
         return 0
 
 
-class PgStore:
+class PgStore(Sealing):
     def __init__(self, url, min_size=0, max_size=10):
         self.url = url
         self.pool = None
@@ -297,8 +298,8 @@ class PgStore:
             rid,
             parent,
             kind,
-            secret_hash(cik),
-            cik,
+            None if cik is None else secret_hash(cik),
+            self.sealed(cik, "client:" + rid),
             state,
             enabled_at,
         )
@@ -321,11 +322,12 @@ class PgStore:
         return None if row is None else (row[0] or "")
 
     async def set_client_cik(self, rid, cik, state, enabled_at):
-        """Mint (cik) or drop (cik None) the client's CIK and set its state."""
+        """Set (cik, sealed: a vendor's) or drop (cik None: a device's until its
+        activation draws one) the client's CIK, and set its state."""
         await self._run(
             "UPDATE clients SET cik_hash = ?, secret = ?, state = ?, enabled_at = ? WHERE rid = ?",
             None if cik is None else secret_hash(cik),
-            cik,
+            self.sealed(cik, "client:" + rid),
             state,
             enabled_at,
             rid,
@@ -343,7 +345,13 @@ class PgStore:
             raise Duplicate(name)
 
     async def delete_vendor_name(self, name, rid):
-        return await self._run("DELETE FROM vendors WHERE name = ? AND rid = ?", name, rid)
+        """Unregister; the shares made to this name go with it (whoever registers the name
+        next inherits nothing)."""
+        async with self.tx():
+            n = await self._run("DELETE FROM vendors WHERE name = ? AND rid = ?", name, rid)
+            if n:
+                await self._run("DELETE FROM shares WHERE vendor_name = ?", name)
+        return n
 
     async def vendor_by_name(self, name):
         """(name, rid) or None."""
@@ -371,7 +379,7 @@ class PgStore:
                 vendor_rid,
                 tid,
                 secret_hash(token),
-                token,
+                self.sealed(token, f"token:{vendor_rid}:{tid}"),
             )
         except IntegrityError:
             raise Duplicate(tid)
@@ -386,7 +394,7 @@ class PgStore:
         row = await self._one(
             "SELECT secret FROM tokens WHERE vendor_rid = ? AND tid = ?", vendor_rid, tid
         )
-        return None if row is None else row[0]
+        return None if row is None else self.opened(row[0], f"token:{vendor_rid}:{tid}")
 
     async def delete_token(self, vendor_rid, tid):
         return await self._run(
@@ -968,28 +976,79 @@ class PgStore:
             out[key] = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))
         return out
 
+    # -- secrets at rest (atrest.py) -------------------------------------------------------
+
+    async def secret_rows(self):
+        """[(table, key 1, key 2, kind, state, secret)] of every stored secret: clients by
+        rid, tokens by (vendor rid, token id)."""
+        return await self._all(
+            "SELECT 'clients', rid, '', kind, state, secret FROM clients "
+            "WHERE secret IS NOT NULL UNION ALL "
+            "SELECT 'tokens', vendor_rid, tid, '', '', secret FROM tokens"
+        )
+
+    async def put_secret(self, table, k1, k2, old, new, drop_cik=False):
+        """Replace a secret that still is `old`; drop_cik: the client's CIK hash too.
+        Returns 1 if it was replaced."""
+        if table == "tokens":
+            return await self._run(
+                "UPDATE tokens SET secret = ? WHERE vendor_rid = ? AND tid = ? AND secret = ?",
+                new,
+                k1,
+                k2,
+                old,
+            )
+        drop = ", cik_hash = NULL" if drop_cik else ""
+        return await self._run(
+            f"UPDATE clients SET secret = ?{drop} WHERE rid = ? AND secret = ?", new, k1, old
+        )
+
+    async def scrub(self):
+        """Rewrite the two tables so that no dead row version keeps what was replaced."""
+        async with self.pool.acquire() as conn:
+            await conn.execute("VACUUM FULL clients")
+            await conn.execute("VACUUM FULL tokens")
+
     # -- dashboard sessions and pages (tools/server/ui) ------------------------------------
 
-    async def add_ui_session(self, id_hash, vendor_rid, expire, now):
-        """A dashboard session: only the hash of its cookie, the vendor and its expiry."""
+    async def add_ui_session(self, id_hash, vendor_rid, cred_hash, expire, now):
+        """A dashboard session: only the hash of its cookie, the vendor, the hash of the CIK
+        or token it logged in with (the session lives only as long as that credential does)
+        and its expiry."""
         async with self.tx():
             await self._run("DELETE FROM ui_sessions WHERE expire <= ?", now)
             await self._run(
-                "INSERT INTO ui_sessions (id_hash, vendor_rid, expire) VALUES (?, ?, ?)",
+                "INSERT INTO ui_sessions (id_hash, vendor_rid, cred_hash, expire) "
+                "VALUES (?, ?, ?, ?)",
                 id_hash,
                 vendor_rid,
+                cred_hash,
                 expire,
             )
 
     async def ui_session(self, id_hash, now):
-        """The vendor rid of an unexpired session, or None."""
+        """The vendor rid of an unexpired session whose credential still stands (the vendor's
+        CIK unchanged, or its token not deleted), or None."""
         row = await self._one(
-            "SELECT vendor_rid FROM ui_sessions WHERE id_hash = ? AND expire > ?", id_hash, now
+            "SELECT s.vendor_rid FROM ui_sessions s WHERE s.id_hash = ? AND s.expire > ? AND ("
+            "EXISTS (SELECT 1 FROM clients c WHERE c.rid = s.vendor_rid "
+            "AND c.cik_hash = s.cred_hash) OR EXISTS (SELECT 1 FROM tokens t "
+            "WHERE t.vendor_rid = s.vendor_rid AND t.token_hash = s.cred_hash))",
+            id_hash,
+            now,
         )
         return None if row is None else row[0]
 
     async def delete_ui_session(self, id_hash):
         return await self._run("DELETE FROM ui_sessions WHERE id_hash = ?", id_hash)
+
+    async def delete_ui_sessions_of(self, vendor_rid):
+        return await self._run("DELETE FROM ui_sessions WHERE vendor_rid = ?", vendor_rid)
+
+    async def vendor_cik(self, rid):
+        """A vendor's CIK, opened from its sealed copy (None for another client)."""
+        row = await self._one("SELECT secret FROM clients WHERE rid = ? AND kind = 'vendor'", rid)
+        return None if row is None or row[0] is None else self.opened(row[0], "client:" + rid)
 
     async def sn_count(self, model_id):
         return (await self._one("SELECT COUNT(*) FROM sns WHERE model_id = ?", model_id))[0]
@@ -1058,13 +1117,16 @@ class PgStore:
 
     # -- PostgreSQL's own versions of what must hold across instances, or go faster ----------
 
-    async def release_cik(self, rid):
-        """Activation: the device now holds its CIK, the server forgets the plaintext. True
-        for the one caller that released it (a conditional UPDATE: one winner)."""
+    async def release_cik(self, rid, cik, enabled_at):
+        """Activation: the CIK drawn for the device becomes its own (only its hash is kept).
+        True for the one caller that released it (a conditional UPDATE: one winner), while
+        the client is still the enabled, not activated one that caller saw."""
         n = await self._run(
-            "UPDATE clients SET state = 'activated', secret = NULL "
-            "WHERE rid = ? AND state = 'notactivated' AND secret IS NOT NULL",
+            "UPDATE clients SET state = 'activated', cik_hash = ?, secret = NULL "
+            "WHERE rid = ? AND state = 'notactivated' AND enabled_at = ?",
+            secret_hash(cik),
             rid,
+            enabled_at,
         )
         return n == 1
 

@@ -2,7 +2,7 @@
 
 import secrets
 
-from . import auth
+from . import auth, state
 from .db import Duplicate
 from .state import SERVER, log
 from .util import ApiError, check_name, csv, done, is_true, one, only, read_form, text
@@ -119,13 +119,29 @@ async def post_register(request):
 # -- /provision/admin/auth/ ------------------------------------------------------------------
 
 
+async def _cik_ctx(request):
+    """As _ctx, for the vendor's CIK only: the Provision API names only the VendorCIK for
+    /provision/admin/auth/, and a token that could mint or read other tokens would let a
+    leaked token outlive its own deletion."""
+    srv = request.app[SERVER]
+    cik = auth._header(request, "X-Exosite-CIK")
+    if cik is None:
+        await auth.vendor(srv.store, request)  # 401 unless it is a known vendor token
+        raise ApiError(403, "tokens are managed with the vendor CIK only")
+    caller = await auth.vendor_from(srv.store, cik=cik)
+    other = request.headers.get("X-Exosite-Vendor")
+    if other is not None and other != caller.name:
+        raise ApiError(403, "shared access does not cover this procedure")
+    return srv, caller
+
+
 async def list_tokens(request):
-    srv, caller = await _ctx(request)
+    srv, caller = await _cik_ctx(request)
     return csv(await srv.store.token_ids(caller.rid))
 
 
 async def post_token(request):
-    srv, caller = await _ctx(request)
+    srv, caller = await _cik_ctx(request)
     form = await read_form(request)
     only(form, "id", "delete")
     tid = check_name(one(form, "id"), "token id")
@@ -145,7 +161,7 @@ async def post_token(request):
 
 
 async def get_token(request):
-    srv, caller = await _ctx(request)
+    srv, caller = await _cik_ctx(request)
     tid = check_name(request.match_info["id"], "token id")
     token = await srv.store.token_secret(caller.rid, tid)
     if token is None:
@@ -154,8 +170,31 @@ async def get_token(request):
 
 
 async def delete_token(request):
-    srv, caller = await _ctx(request)
+    srv, caller = await _cik_ctx(request)
     tid = check_name(request.match_info["id"], "token id")
     if not await srv.store.delete_token(caller.rid, tid):
         raise ApiError(404, "no such token")
     return done()
+
+
+# -- exoprov extension: the vendor's CIK rotated -------------------------------------------
+
+
+async def new_cik(store, rid):
+    """A new CIK for vendor `rid` (the old one stops working at once) and the end of its
+    dashboard sessions (those logged in with a token too: a rotation answers a leak)."""
+    cik = state.new_cik()
+    async with store.tx():
+        await store.set_client_cik(rid, cik, "active", 0)
+        await store.delete_ui_sessions_of(rid)
+    log.info("vendor %s: CIK rotated", rid[:8])
+    return cik
+
+
+async def rotate_cik(request):
+    """POST /exoprov/v1/vendor/cik: with the vendor CIK only (as /provision/admin/auth/);
+    answers the new CIK."""
+    srv, caller = await _cik_ctx(request)
+    form = await read_form(request)
+    only(form)
+    return text(await new_cik(srv.store, caller.rid))
