@@ -12,11 +12,10 @@ its hash is kept.
 """
 
 import contextlib
-import hashlib
 import json
 import sqlite3
 
-from .secretkey import Sealing
+from .secretkey import Sealing, lookup_hash
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS clients (
@@ -180,9 +179,7 @@ _STATUS = (
 STATUS_KEYS = tuple(_STATUS.split(", "))
 
 
-def secret_hash(secret):
-    """The lookup key of a credential: SHA-256 of its UTF-8 bytes, hex."""
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+secret_hash = lookup_hash  # the lookup key of a credential (secretkey.py says why unkeyed)
 
 
 class Duplicate(Exception):
