@@ -1,11 +1,10 @@
-"""PostgreSQL as the database of several instances (issue 9): the same store interface as
-SQLite, one CIK for simultaneous activations over two instances, 503 with Retry-After while
-the database is down and recovery after, an upload cut short leaves the content as it was.
+"""PostgreSQL as the database of several instances: one CIK for simultaneous activations
+over two instances, 503 with Retry-After while the database is down and recovery after, an
+upload cut short leaves the content as it was.
 A real PostgreSQL (host_tests/pgkit.py), nothing mocked; the conformance suite itself runs
 on it too (test_server_*.py [postgres])."""
 
 import hashlib
-import inspect
 import os
 import signal
 import socket
@@ -15,33 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import Server
-from exoprov.server.db import Store
-from exoprov.server.pgstore import PgStore, pg_sql
 from pgkit import EmbeddedPostgres, psql
 from serverkit import HEX40, add_content, add_sn, enable, new_model
-
-
-def _methods(cls):
-    return {n for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n))}
-
-
-def test_both_stores_have_the_same_methods():
-    # what the handlers may call is the same on both engines; PostgreSQL adds only the
-    # life of its pool (open, aclose) and the connection of the current transaction
-    assert _methods(PgStore) - {"open", "aclose", "conn"} == _methods(Store)
-    for name in _methods(Store):
-        sqlite, pg = getattr(Store, name), getattr(PgStore, name)
-        assert inspect.signature(sqlite) == inspect.signature(pg), name
-        assert inspect.iscoroutinefunction(sqlite) == inspect.iscoroutinefunction(pg), name
-
-
-def test_sql_translation():
-    assert pg_sql("SELECT a FROM t WHERE b = ? AND instr(c, ?) > 0") == (
-        "SELECT a FROM t WHERE b = $1 AND strpos(c, $2) > 0"
-    )
-    assert pg_sql("INSERT OR IGNORE INTO sns (model_id, sn) VALUES (?, ?)") == (
-        "INSERT INTO sns (model_id, sn) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-    )
 
 
 def _instances(tmp_path, url, n, *extra):

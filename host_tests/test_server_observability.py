@@ -8,7 +8,8 @@ import socket
 
 import pytest
 import requests
-from exoprov.server.db import STATUS_KEYS, Store
+from exoprov.server import storage
+from exoprov.server.db import STATUS_KEYS
 from exoprov.server.fleetstatus import Seen, report_fields
 from prometheus_client.parser import text_string_to_metric_families
 from serverkit import activate, add_content, add_sn, device, enable, new_model
@@ -121,9 +122,9 @@ def test_not_whitelisted_or_deleted_leaves_no_status(server, vendor, vclient):
 
 def test_store_queries_for_the_dashboard(tmp_path):
     async def go():
-        s = Store(tmp_path / "x.db")
+        s = await storage.open_store(tmp_path / "x.db")
         await s.add_model("v", "m", "code", "t", [])
-        mid = (await s.model("v", "m"))[0]
+        mid = (await s.model("v", "m")).id
         await s.add_sns(mid, [(f"sn{i:03d}", "") for i in range(30)])
         for i in range(0, 30, 3):
             await s.heard(mid, f"sn{i:03d}", 1000 + i, "10.0.0.%d" % i)
@@ -150,7 +151,7 @@ def test_store_queries_for_the_dashboard(tmp_path):
         counts = await s.status_counts(mid)
         assert counts["devices"] == 30 and counts["heard"] == 10
         assert counts["versions"] == [(None, 29), ("3", 1)]
-        s.close()
+        await s.aclose()
 
     asyncio.run(go())
 

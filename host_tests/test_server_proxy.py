@@ -3,6 +3,7 @@ the TCP peer is a trusted proxy; from anyone else the headers change nothing (th
 limit, the activation log, /ip)."""
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from exoprov.server import proxies
 from serverkit import add_sn, enable, new_model
 
@@ -93,7 +94,8 @@ def test_through_a_trusted_proxy_the_forwarded_client_counts(make_server):
 )
 def test_resolve(peer, headers, want):
     nets = proxies.parse_networks(["127.0.0.0/8"])
-    assert proxies.resolve(peer, 5, headers, nets) == want
+    request = make_mocked_request("GET", "/ip", headers=headers)
+    assert proxies.resolve(peer, 5, request, nets) == want
 
 
 def test_bad_trusted_proxy_is_a_usage_error(tmp_path):

@@ -2,6 +2,7 @@
 request answered right whichever worker takes it, a dead worker replaced, all stopped by
 SIGTERM."""
 
+import asyncio
 import hashlib
 import os
 import signal
@@ -117,21 +118,26 @@ def test_workers_count_failed_activations_together(make_server):
 
 
 def test_shared_limiter_window(tmp_path):
+    from exoprov.server import storage
     from exoprov.server.ratelimit import SharedLimiter
 
-    now = [1000.0]
-    a = SharedLimiter(tmp_path / "x.db", 2, lambda: now[0])
-    b = SharedLimiter(tmp_path / "x.db", 2, lambda: now[0])  # another process's view
-    a.failed("1.2.3.4")
-    assert b.retry_after("1.2.3.4") == 0
-    now[0] += 10
-    b.failed("1.2.3.4")
-    assert a.retry_after("1.2.3.4") == 50 and a.retry_after("5.6.7.8") == 0
-    now[0] += 50.5
-    assert a.retry_after("1.2.3.4") == 0
-    assert SharedLimiter(tmp_path / "y.db", 0, lambda: now[0]).retry_after("x") == 0
-    a.close()
-    b.close()
+    async def go():
+        now = [1000.0]
+        one, two = [await storage.open_store(tmp_path / "x.db") for _ in range(2)]
+        a = SharedLimiter(one.db, 2, lambda: now[0])
+        b = SharedLimiter(two.db, 2, lambda: now[0])  # another process's view
+        await a.failed("1.2.3.4")
+        assert await b.retry_after("1.2.3.4") == 0
+        now[0] += 10
+        await b.failed("1.2.3.4")
+        assert await a.retry_after("1.2.3.4") == 50 and await a.retry_after("5.6.7.8") == 0
+        now[0] += 50.5
+        assert await a.retry_after("1.2.3.4") == 0
+        assert await SharedLimiter(one.db, 0, lambda: now[0]).retry_after("x") == 0
+        await one.aclose()
+        await two.aclose()
+
+    asyncio.run(go())
 
 
 def test_simultaneous_activations_of_one_sn_release_the_cik_once(make_server):

@@ -570,6 +570,41 @@ def bench_server(b, clients=50, secs=8, rounds=2):
         f"ratio {r_ours / r_theirs:.2f}")  # fmt: skip
 
 
+def bench_engines(b, clients=50, secs=5, rounds=3):
+    """One exoprov instance on SQLite beside one on PostgreSQL (the same blob size, one
+    device each): requests/s of 64 KiB Range requests (wrk), measured in turn, `rounds`
+    times, the best of each kept."""
+    from tools.harness.pgkit import EmbeddedPostgres
+
+    wrk = ensure_tool("wrk")
+    lua = b.tmp / "range.lua"
+    lua.write_text(_RANGE_LUA % (b.size, 64 * 1024))
+    pg = EmbeddedPostgres()
+    try:
+        bp = Bench(b.size, db=pg.new_database())
+        try:
+            rows = []
+            for label, bench in (("SQLite", b), ("PostgreSQL", bp)):
+                bench.set_image(bench.size, "3")
+                hdr = [f"X-Exosite-CIK: {bench.activate(bench.new_sn())}"]
+                rows.append((label, bench.blob_url(), hdr, [bench.srv.proc.pid]))
+            best = {label: 0.0 for label, *_ in rows}
+            for i in range(rounds):
+                for label, url, headers, _roots in rows:
+                    rps, errors = _wrk(wrk, url, lua, clients, secs, headers)
+                    log(f"engines: round {i + 1}: one instance on {label}: {rps:.0f} "
+                        "requests/s" + (f" ({errors} errors)" if errors else ""))  # fmt: skip
+                    best[label] = max(best[label], rps)
+        finally:
+            bp.close()
+    finally:
+        pg.close()
+    sqlite, postgres = best["SQLite"], best["PostgreSQL"]
+    log(f"engines: one instance, {clients} keep-alive connections, 64 KiB Range requests of "
+        f"one {b.size // MIB} MiB blob, best of {rounds} x {secs} s: SQLite {sqlite:.0f} "
+        f"req/s, PostgreSQL {postgres:.0f} req/s ({postgres / max(sqlite, 1):.2f}x)")  # fmt: skip
+
+
 def _hwm_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -620,7 +655,7 @@ def _rss(b, size, engine):
 
 
 STEPS = {"mpy": bench_mpy, "download": None, "heap": bench_heap, "server": bench_server,
-         "rss": bench_rss}  # fmt: skip
+         "engines": bench_engines, "rss": bench_rss}  # fmt: skip
 
 
 def main(argv=None):

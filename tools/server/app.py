@@ -6,7 +6,8 @@ import logging
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from . import content, device, fleetstatus, groups, metrics, models, onep, vendor
+from . import auth, content, device, fleetstatus, groups, metrics, models, onep, vendor
+from .auth import MODEL, SHARED, VENDOR, VENDOR_CIK
 from .logs import cred_hash
 from .metrics import METRICS
 from .state import SERVER, log
@@ -15,54 +16,58 @@ from .util import ApiError
 _P = "/provision"
 _M = _P + "/manage"
 
+# (method, path, handler, what the vendor calling it may reach: auth.VENDOR, auth.MODEL,
+# auth.SHARED, or None for device and public procedures; checked by auth.guard)
 ROUTES = [
-    ("POST", _P + "/activate", device.activate),
-    ("GET", _P + "/download", device.download),
-    ("HEAD", _P + "/download", device.download),  # headers only (deploy/nginx asks this way)
-    ("GET", "/ip", device.ip),
-    ("GET", _M + "/content/{model}/", content.list_or_sn),
-    ("POST", _M + "/content/{model}/", content.create_or_delete),
-    ("GET", _M + "/content/{model}/{id}", content.get_item),
-    ("POST", _M + "/content/{model}/{id}", content.upload),
-    ("DELETE", _M + "/content/{model}/{id}", content.delete_item),
-    ("GET", _M + "/group/{model}/", groups.list_groups),
-    ("POST", _M + "/group/{model}/", groups.create_or_delete),
-    ("GET", _M + "/group/{model}/{id}", groups.group_info),
-    ("DELETE", _M + "/group/{model}/{id}", groups.delete_group),
-    ("GET", _M + "/group/{model}/{id}/", groups.list_members),
-    ("POST", _M + "/group/{model}/{id}/", groups.post_members),
-    ("DELETE", _M + "/group/{model}/{id}/", groups.delete_members),
-    ("GET", _M + "/model/", models.list_models),
-    ("POST", _M + "/model/", models.create_or_delete_model),
-    ("DELETE", _M + "/model/", models.delete_model_form),  # clients of the time (issue 12)
-    ("GET", _M + "/model/{model}", models.model_info),
-    ("PUT", _M + "/model/{model}", models.update_model),
-    ("DELETE", _M + "/model/{model}", models.delete_model),
-    ("GET", _M + "/model/{model}/", models.list_sns),
-    ("POST", _M + "/model/{model}/", models.add_sns),
-    ("DELETE", _M + "/model/{model}/", models.delete_sns),
-    ("GET", _M + "/model/{model}/{sn}", models.sn_get),
-    ("POST", _M + "/model/{model}/{sn}", models.sn_post),
-    ("DELETE", _M + "/model/{model}/{sn}", models.sn_delete),
-    ("GET", _M + "/share/{model}/", vendor.list_shares),
-    ("POST", _M + "/share/{model}/", vendor.post_share),
-    ("GET", _M + "/share/{model}/{vendor}", vendor.get_share),
-    ("DELETE", _M + "/share/{model}/{vendor}", vendor.delete_share),
-    ("GET", _P + "/register", vendor.get_register),
-    ("POST", _P + "/register", vendor.post_register),
-    ("GET", _P + "/admin/auth/", vendor.list_tokens),
-    ("POST", _P + "/admin/auth/", vendor.post_token),
-    ("GET", _P + "/admin/auth/{id}", vendor.get_token),
-    ("DELETE", _P + "/admin/auth/{id}", vendor.delete_token),
-    ("POST", "/onep:v1/stack/alias", onep.write),
-    ("GET", "/onep:v1/stack/alias", onep.read),
-    ("POST", "/jsonp/register", onep.jsonp_register),
-    ("GET", "/jsonp", onep.jsonp),
+    ("POST", _P + "/activate", device.activate, None),
+    ("GET", _P + "/download", device.download, None),
+    # HEAD: headers only (deploy/nginx asks this way)
+    ("HEAD", _P + "/download", device.download, None),
+    ("GET", "/ip", device.ip, None),
+    ("GET", _M + "/content/{model}/", content.list_or_sn, MODEL),
+    ("POST", _M + "/content/{model}/", content.create_or_delete, MODEL),
+    ("GET", _M + "/content/{model}/{id}", content.get_item, MODEL),
+    ("POST", _M + "/content/{model}/{id}", content.upload, MODEL),
+    ("DELETE", _M + "/content/{model}/{id}", content.delete_item, MODEL),
+    ("GET", _M + "/group/{model}/", groups.list_groups, MODEL),
+    ("POST", _M + "/group/{model}/", groups.create_or_delete, MODEL),
+    ("GET", _M + "/group/{model}/{id}", groups.group_info, MODEL),
+    ("DELETE", _M + "/group/{model}/{id}", groups.delete_group, MODEL),
+    ("GET", _M + "/group/{model}/{id}/", groups.list_members, MODEL),
+    ("POST", _M + "/group/{model}/{id}/", groups.post_members, MODEL),
+    ("DELETE", _M + "/group/{model}/{id}/", groups.delete_members, MODEL),
+    ("GET", _M + "/model/", models.list_models, VENDOR),
+    ("POST", _M + "/model/", models.create_or_delete_model, VENDOR),
+    # DELETE with a form body naming the model: what clients of the time sent
+    ("DELETE", _M + "/model/", models.delete_model_form, VENDOR),
+    ("GET", _M + "/model/{model}", models.model_info, MODEL),
+    ("PUT", _M + "/model/{model}", models.update_model, MODEL),
+    ("DELETE", _M + "/model/{model}", models.delete_model, MODEL),
+    ("GET", _M + "/model/{model}/", models.list_sns, SHARED),
+    ("POST", _M + "/model/{model}/", models.add_sns, MODEL),
+    ("DELETE", _M + "/model/{model}/", models.delete_sns, MODEL),
+    ("GET", _M + "/model/{model}/{sn}", models.sn_get, SHARED),
+    ("POST", _M + "/model/{model}/{sn}", models.sn_post, SHARED),
+    ("DELETE", _M + "/model/{model}/{sn}", models.sn_delete, MODEL),
+    ("GET", _M + "/share/{model}/", vendor.list_shares, MODEL),
+    ("POST", _M + "/share/{model}/", vendor.post_share, MODEL),
+    ("GET", _M + "/share/{model}/{vendor}", vendor.get_share, MODEL),
+    ("DELETE", _M + "/share/{model}/{vendor}", vendor.delete_share, MODEL),
+    ("GET", _P + "/register", vendor.get_register, None),
+    ("POST", _P + "/register", vendor.post_register, None),
+    ("GET", _P + "/admin/auth/", vendor.list_tokens, VENDOR_CIK),
+    ("POST", _P + "/admin/auth/", vendor.post_token, VENDOR_CIK),
+    ("GET", _P + "/admin/auth/{id}", vendor.get_token, VENDOR_CIK),
+    ("DELETE", _P + "/admin/auth/{id}", vendor.delete_token, VENDOR_CIK),
+    ("POST", "/onep:v1/stack/alias", onep.write, None),
+    ("GET", "/onep:v1/stack/alias", onep.read, None),
+    ("POST", "/jsonp/register", onep.jsonp_register, None),
+    ("GET", "/jsonp", onep.jsonp, None),
     # exoprov extensions (README): fleet status for `exoprov fleet sn status`, and metrics
-    ("GET", "/exoprov/v1/model/{model}/status", fleetstatus.status),
-    ("GET", "/exoprov/v1/model/{model}/rollout", fleetstatus.rollout),
-    ("POST", "/exoprov/v1/vendor/cik", vendor.rotate_cik),
-    ("GET", "/metrics", metrics.handler),
+    ("GET", "/exoprov/v1/model/{model}/status", fleetstatus.status, SHARED),
+    ("GET", "/exoprov/v1/model/{model}/rollout", fleetstatus.rollout, SHARED),
+    ("POST", "/exoprov/v1/vendor/cik", vendor.rotate_cik, VENDOR_CIK),
+    ("GET", "/metrics", metrics.handler, None),
 ]
 
 
@@ -145,9 +150,9 @@ def make_app(server, metrics_token=None):
     app[fleetstatus.SEEN] = fleetstatus.Seen()
     app[device.GRANTS] = device.Grants()
     app.on_response_prepare.append(_server_header)
-    for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
-    from . import ui  # the dashboard (issue 10): /ui/, same process, same store
+    for method, path, handler, access in ROUTES:
+        app.router.add_route(method, path, auth.guard(handler, access))
+    from . import ui  # the dashboard: /ui/, same process, same store
 
     app.router.add_route("GET", "/ui", _to_ui)
     app.add_subapp("/ui", ui.make_app(server))

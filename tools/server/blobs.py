@@ -6,7 +6,7 @@ import secrets
 import socket
 import time
 
-from .util import read_chunk, too_large
+from .util import body_chunks, check_length
 
 CHUNK = 256 * 1024
 # Left-overs are only removed once this old: another worker or instance sharing the
@@ -17,6 +17,8 @@ _FDS_MAX = 64
 
 
 class Blobs:
+    """Content blobs as files of one directory (the SQLite engine's)."""
+
     SMALL = SMALL
 
     def __init__(self, directory):
@@ -47,8 +49,10 @@ class Blobs:
         if name:
             self._unlink(name)
 
-    def sweep(self, keep):
-        """Remove blob files no content row points at (left by a crash mid-replace)."""
+    async def sweep(self, store):
+        """Remove blob files no content row of `store` points at (left by a crash
+        mid-replace)."""
+        keep = await store.all_blobs()
         for name in os.listdir(self.dir):
             if not name.startswith("tmp-") and name not in keep and self._stale(name):
                 self._unlink(name)
@@ -56,25 +60,16 @@ class Blobs:
     async def receive(self, request, cap, digest=None):
         """Stream the request body to a new blob: returns (name, size). 413 over `cap`.
         `digest` (a hashlib object) sees every byte on the way."""
-        length = request.content_length
-        if length is not None and length > cap:
-            raise too_large(cap)
+        check_length(request, cap)
         name = secrets.token_hex(16)
         tmp = "tmp-" + name
         size = 0
         ok = False
         try:
             with open(self.path(tmp), "wb") as f:
-                while True:
-                    chunk = await read_chunk(request)
-                    if not chunk:
-                        break
+                async for chunk in body_chunks(request, cap, digest):
                     size += len(chunk)
-                    if size > cap:
-                        raise too_large(cap)
                     f.write(chunk)
-                    if digest is not None:
-                        digest.update(chunk)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(self.path(tmp), self.path(name))
@@ -98,7 +93,7 @@ class Blobs:
             self._fds[name] = fd
         return fd
 
-    def read_small(self, name, first, count):
+    async def read_small(self, name, first, count):
         """Bytes [first, first + count) of blob `name` (a Range answer, at most SMALL bytes).
         None when the blob is gone."""
         fd = self._fd(name)

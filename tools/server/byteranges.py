@@ -1,4 +1,4 @@
-"""Single byte ranges (RFC 9110 section 14) and If-Range, as spec/README.md "Content and Range".
+"""Single byte ranges (RFC 9110 section 14) and If-Range, as GET /provision/download takes them.
 
 `Range: bytes=X-Y`, `bytes=X-`, `bytes=-N`, 0-based and inclusive. A header that is not one
 well-formed single byte range is ignored (the whole content is sent, as RFC 9110 allows);

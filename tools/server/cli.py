@@ -159,30 +159,21 @@ def server_main(argv):
         from .atrest import tighten
 
         tighten(args.db, args.blobs or f"{args.db}.blobs")
-    try:
-        store = _open_store(args)
-    except Exception as exc:  # sqlite3.Error, OSError: say what, no traceback
-        sys.stderr.write(f"exoprov server: cannot open {storage.describe(args.db)}: {exc}\n")
-        return 1
     if args.workers > 1:
-        try:
-            asyncio.run(_sweep(args, store))
+        try:  # migrated, sealed and swept once, before the workers open their connections
+            asyncio.run(_sweep(args, storage.make_store(args.db)))
         except (OSError, SecretKeyError) as exc:
             sys.stderr.write(f"exoprov server: {exc}\n")
             return 1
-        finally:
-            store.close()  # each worker opens its own connection
         from .workers import supervise
 
         return supervise(args, tls, _worker)
     _fast_loop()
     try:
-        return asyncio.run(_serve(args, store, tls))
-    except (OSError, SecretKeyError) as exc:
+        return asyncio.run(_serve(args, storage.make_store(args.db), tls))
+    except (OSError, SecretKeyError) as exc:  # the database, the key, the port: no traceback
         sys.stderr.write(f"exoprov server: {exc}\n")
         return 1
-    finally:
-        store.close()
 
 
 def _fast_loop():
@@ -193,16 +184,6 @@ def _fast_loop():
     except ImportError:
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-def _open_store(args):
-    return storage.make_store(args.db)
-
-
-def _limiter(args, store):
-    """Failed activations per address, counted in the database: shared by the workers
-    and by instances on the same database."""
-    return storage.make_limiter(args.db, store, args.activation_limit)
 
 
 def _blobs(args, store):
@@ -231,11 +212,7 @@ def _tls_context(args):
 def _worker(args, tls, sock, ready):
     """One of --workers N processes (forked): its own store connection, the shared port."""
     _fast_loop()
-    store = _open_store(args)
-    try:
-        return asyncio.run(_serve(args, store, tls, sock=sock, ready=ready))
-    finally:
-        store.close()
+    return asyncio.run(_serve(args, storage.make_store(args.db), tls, sock=sock, ready=ready))
 
 
 def _quiet_bad_requests(record):
@@ -265,7 +242,7 @@ async def _serve(args, store, tls=None, sock=None, ready=None):
     if sock is None:  # with workers the supervisor sweeps once, before they start
         await storage.sweep(blobs, store)
     loop = asyncio.get_running_loop()
-    limiter = _limiter(args, store)
+    limiter = storage.make_limiter(store, args.activation_limit)
     server = Server(
         store,
         blobs,
@@ -355,15 +332,14 @@ async def _admin(args):
         sys.stderr.write(f"exoprov admin: no database at {storage.describe(args.db)}\n")
         return 1
     try:
-        store = storage.make_store(args.db)
-        await storage.start(store)
-    except Exception as exc:
-        sys.stderr.write(f"exoprov admin: cannot open {storage.describe(args.db)}: {exc}\n")
+        store = await storage.open_store(args.db)
+    except OSError as exc:
+        sys.stderr.write(f"exoprov admin: {exc}\n")
         return 1
     try:
         if args.cmd == "list-vendors":
-            for name, rid in await store.vendors():
-                print(f"{name},{rid}")
+            for vendor in await store.vendors():
+                print(f"{vendor.name},{vendor.rid}")
             return 0
         if not storage.is_postgres(args.db):
             from .atrest import tighten
@@ -388,7 +364,6 @@ async def _admin(args):
         return 1
     finally:
         await storage.stop(store)
-        store.close()
 
 
 async def add_vendor(store, name, if_missing=False):
@@ -404,8 +379,8 @@ async def add_vendor(store, name, if_missing=False):
         if existing is not None:
             if not if_missing:
                 raise CliError(f"vendor {name!r} already exists")
-            cik = await store.vendor_cik(existing[1])
-            return {"vendor": name, "cik": cik, "rid": existing[1]}
+            cik = await store.vendor_cik(existing.rid)
+            return {"vendor": name, "cik": cik, "rid": existing.rid}
         rid, cik = new_rid(), new_cik()
         await store.add_client(rid, None, "vendor", cik, "active")
         try:
@@ -426,4 +401,4 @@ async def rotate_cik(store, name):
     found = await store.vendor_by_name(name)
     if found is None:
         raise CliError(f"no vendor {name!r}")
-    return {"vendor": name, "cik": await new_cik(store, found[1]), "rid": found[1]}
+    return {"vendor": name, "cik": await new_cik(store, found.rid), "rid": found.rid}

@@ -1,7 +1,5 @@
 """Content: /provision/manage/content/<model>/ and /<id>, blob streaming, visibility."""
 
-import inspect
-
 from aiohttp import web
 
 from . import auth, byteranges
@@ -41,7 +39,7 @@ async def _reach(srv, model_id, type_, mid):
 
 async def visible(srv, model_id, sn, row, sn_groups=None):
     """Unprotected content is visible to every serial number of the model; protected content
-    only through a group both belong to (spec README, Content and Range)."""
+    only through a group both belong to (the Provision API's protected content)."""
     if not row["protected"]:
         return True
     if sn_groups is None:
@@ -70,7 +68,7 @@ def vendor_info(row):
 
 
 async def send(request, srv, row):
-    """The blob of `row`, whole or one Range, with validators (spec README)."""
+    """The blob of `row`, whole or one Range, with validators (ETag, Last-Modified)."""
     if row["blob"] is None:
         raise ApiError(404, "no content uploaded")
     total = row["size"]
@@ -97,13 +95,10 @@ async def send(request, srv, row):
     if request.method == "HEAD":  # what a GET would answer, without reading the blob
         headers["Content-Length"] = str(count)
         return web.Response(status=status, headers=headers)
-    small = getattr(srv.blobs, "read_small", None)
-    if status == 206 and small is not None and count <= srv.blobs.SMALL:
+    if status == 206 and count <= srv.blobs.SMALL:
         # the device download pattern (64 KiB Ranges): one read, headers and body in one
         # write (measured: cheaper than sendfile's three calls at this size)
-        data = small(row["blob"], first, count)
-        if inspect.isawaitable(data):  # PostgreSQL's (pgstore.PgBlobs)
-            data = await data
+        data = await srv.blobs.read_small(row["blob"], first, count)
         if data is not None and len(data) == count:
             return web.Response(status=status, headers=headers, body=data)
     resp = web.StreamResponse(status=status, headers=headers)
@@ -120,19 +115,13 @@ async def _sn_known(srv, model, sn):
     )
 
 
-async def _model(request, caller):
-    srv = request.app[SERVER]
-    return await auth.model(srv.store, request, caller, request.match_info["model"])
-
-
 async def list_or_sn(request):
     """GET content/<model>/ (all ids) and ?sn= (ids that serial number may download)."""
     srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
     q = query(request)
     only(q, "sn")
     try:
-        model = await _model(request, caller)
+        model = await auth.model_of(request)
     except ApiError as exc:
         if exc.status == 404:
             raise ApiError(400, "invalid vendor/model pair")  # documented code for listings
@@ -148,8 +137,7 @@ async def list_or_sn(request):
 
 async def create_or_delete(request):
     srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
-    model = await _model(request, caller)
+    model = await auth.model_of(request)
     form = await read_form(request)
     only(form, "id", "delete", "meta", "description", "protected")
     cid = check_name(one(form, "id"), "content id")
@@ -193,14 +181,13 @@ async def _content(srv, model, cid):
 async def get_item(request):
     """GET content/<model>/<id>: info, ?download=true, ?sn=, ?show=groups."""
     srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
     q = query(request)
     only(q, "download", "sn", "show", "offset", "limit")
     try:
-        model = await _model(request, caller)
+        model = await auth.model_of(request)
     except ApiError as exc:
         if exc.status == 404 and is_true(q, "download"):
-            # -latest.md: a blob download names 403 for an invalid vendor/model pair
+            # GET .../content/<model>/<id>?download=true answers 403 for an invalid pair
             raise ApiError(403, "invalid vendor/model pair")
         raise
     row = await _content(srv, model, request.match_info["id"])
@@ -225,8 +212,7 @@ async def get_item(request):
 
 async def upload(request):
     srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
-    model = await _model(request, caller)
+    model = await auth.model_of(request)
     cid = (await _content(srv, model, request.match_info["id"]))["cid"]
     ctype = check_ctype(request.headers.get("Content-Type", "application/octet-stream"))
     name, size = await srv.blobs.receive(request, srv.max_content)
@@ -253,7 +239,6 @@ async def attach(srv, model, cid, name, ctype, size):
 
 async def delete_item(request):
     srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
-    model = await _model(request, caller)
+    model = await auth.model_of(request)
     await remove(srv, model, request.match_info["id"])
     return done()

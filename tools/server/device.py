@@ -1,6 +1,4 @@
-"""Device procedures (spec -a.md): activate, download, and GET /ip."""
-
-import inspect
+"""Device procedures: POST /provision/activate, GET /provision/download, and GET /ip."""
 
 from aiohttp import web
 
@@ -15,7 +13,7 @@ _FAILED = (400, 403, 404, 409)
 async def activate(request):
     srv = request.app[SERVER]
     address, conn = peer(request)
-    wait = await _maybe(srv.limiter.retry_after(address))
+    wait = await srv.limiter.retry_after(address)
     if wait:
         raise ApiError(429, "too many failed activations", {"Retry-After": str(wait)})
     try:
@@ -23,13 +21,8 @@ async def activate(request):
         return await _activate(srv, form, conn, request)
     except ApiError as exc:
         if exc.status in _FAILED:
-            await _maybe(srv.limiter.failed(address))
+            await srv.limiter.failed(address)
         raise
-
-
-async def _maybe(value):
-    """The limiter's answer: ratelimit.py's are plain values, PostgreSQL's (pgstore) awaited."""
-    return await value if inspect.isawaitable(value) else value
 
 
 async def _activate(srv, form, conn, request=None):
@@ -38,40 +31,40 @@ async def _activate(srv, form, conn, request=None):
     name = check_name(one(form, "model"), "model")
     sn = check_name(one(form, "sn"), "sn")
     owner = await store.vendor_by_name(vendor)
-    model = await store.model(owner[1], name) if owner else None
+    model = await store.model(owner.rid, name) if owner else None
     if model is None:
         log.info("activate %s: invalid vendor/model pair", conn)
         raise ApiError(403, "invalid vendor/model pair")
     if request is not None:
-        await fleetstatus.heard(request, model[0], sn)
-    row = await store.sn(model[0], sn)
+        await fleetstatus.heard(request, model.id, sn)
+    row = await store.sn(model.id, sn)
     if row is None:
-        if not any_contains(await store.ranges(model[0]), sn):
+        if not any_contains(await store.ranges(model.id), sn):
             log.info("activate %s: unknown serial number", conn)
             raise ApiError(404, "serial number not found")
-        await _refuse(srv, model[0], sn, conn, "not enabled")
-    if not row[2]:
-        await _refuse(srv, model[0], sn, conn, "not enabled")
-    client = await store.client(row[2])
+        await _refuse(srv, model.id, sn, conn, "not enabled")
+    if not row.client_rid:
+        await _refuse(srv, model.id, sn, conn, "not enabled")
+    client = await store.client(row.client_rid)
     if client is None:
-        await _refuse(srv, model[0], sn, conn, "not enabled")
-    status = srv.status(client[3], client[4])
-    if client[3] == "activated":
-        await _refuse(srv, model[0], sn, conn, "already activated")
+        await _refuse(srv, model.id, sn, conn, "not enabled")
+    status = srv.status(client.state, client.enabled_at)
+    if client.state == "activated":
+        await _refuse(srv, model.id, sn, conn, "already activated")
     if status != "notactivated":
-        why = "disabled" if client[3] == "disabled" else "activation window expired"
-        await _refuse(srv, model[0], sn, conn, why)
+        why = "disabled" if client.state == "disabled" else "activation window expired"
+        await _refuse(srv, model.id, sn, conn, why)
     cik = new_cik()  # drawn now: until this answer, no one (the database neither) holds it
     async with store.tx():
         # a conditional UPDATE, inside the write transaction: another worker or instance on
         # the same database may have activated, disabled or regenerated this client since
-        # the read above (PostgreSQL: it decides between instances, one winner)
-        released = await store.release_cik(client[0], cik, client[4])
+        # the read above (between instances it decides: one winner)
+        released = await store.release_cik(client.rid, cik, client.enabled_at)
         if released:
-            await store.log_activation(model[0], sn, srv.now(), conn, "activated")
+            await store.log_activation(model.id, sn, srv.now(), conn, "activated")
     if not released:
-        await _refuse(srv, model[0], sn, conn, "already activated")
-    log.info("activate %s: client %s activated", conn, client[0][:8])
+        await _refuse(srv, model.id, sn, conn, "already activated")
+    log.info("activate %s: client %s activated", conn, client.rid[:8])
     return text(cik)
 
 
@@ -82,11 +75,12 @@ async def _refuse(srv, model_id, sn, conn, why):
 
 class Grants:
     """The download path's answers, kept per (CIK, query string) while the store's generation
-    (db.py) stands still: a device fetching its firmware in Range requests then costs one
-    small query per request instead of the credential, model and content lookups. Only what
-    cannot change with time alone is kept: a blob of unprotected content to an activated
-    device (a protected one's visibility also ends when a group membership expires). A store
-    whose generation is None (PostgreSQL) keeps nothing."""
+    (engine.Engine.generation) stands still: a device fetching its firmware in Range
+    requests then costs at most one small query per request (SQLite; none on PostgreSQL)
+    instead of the credential, model and content lookups. Only what cannot change with time
+    alone is kept: a blob of unprotected content to an activated device (a protected one's
+    visibility also ends when a group membership expires). While the generation is None
+    (the engine cannot tell), nothing is kept."""
 
     MAX = 4096
 
@@ -96,10 +90,11 @@ class Grants:
 
     async def get(self, store, key):
         """-> (generation to put() with, kept answer or None)."""
-        if key[0] is None:
+        cik, _query = key
+        if cik is None:
             return None, None
         gen = await store.generation()
-        if gen is None:  # a store without the counter (pgstore)
+        if gen is None:
             return None, None
         if gen != self.gen:
             self._kept.clear()
@@ -135,21 +130,21 @@ async def download(request):
     except ApiError:
         await auth.device(store, request)  # a credential problem is told first
         raise
-    bad_pair = 400 if info else 403  # -a.md: info answers 400 for an invalid pair
+    bad_pair = 400 if info else 403  # GET /provision/download?info answers 400 here
     found = await _fast_lookup(store, request, q)
     if found is None:  # no shortcut, or a refusal: the checks in their documented order
         client = await auth.device(store, request)
         vendor = check_name(one(q, "vendor"), "vendor")
         name = check_name(one(q, "model"), "model")
         owner = await store.vendor_by_name(vendor)
-        model = await store.model(owner[1], name) if owner else None
-        model_id = model[0] if model else None
-        mine = await store.sn_of_client(client[0])
+        model = await store.model(owner.rid, name) if owner else None
+        model_id = model.id if model else None
+        mine = await store.sn_of_client(client.rid)
     else:
         client, model_id, mine = found
-    if model_id is None or mine is None or mine[0] != model_id:
+    if model_id is None or mine is None or mine.model_id != model_id:
         raise ApiError(bad_pair, "invalid vendor/model pair")
-    sn = mine[1]
+    sn = mine.sn
     await fleetstatus.heard(request, model_id, sn)
     cid = one(q, "id")
     if cid is None:
@@ -169,19 +164,19 @@ async def download(request):
 async def _fast_lookup(store, request, q):
     """The client, model id and the client's serial number in one store call, for the
     common case (valid names, an activated device); None sends the caller the long way."""
-    view = getattr(store, "device_view", None)
     cik = request.headers.get("X-Exosite-CIK")
     vendor, name = q.get("vendor"), q.get("model")
-    if view is None or not cik or len(cik) > auth.CRED_MAX or not vendor or not name:
+    if not cik or len(cik) > auth.CRED_MAX or not vendor or not name:
         return None
     try:
         vendor, name = check_name(one(q, "vendor"), "v"), check_name(one(q, "model"), "m")
     except ApiError:
         return None
-    client, model_id, mine = await view(cik, vendor, name)
-    if client is None or client[1] != "device" or client[2] != "activated":
+    view = await store.device_view(cik, vendor, name)
+    client = view.client
+    if client is None or client.kind != "device" or client.state != "activated":
         return None
-    return client, model_id, mine
+    return view
 
 
 async def ip(request):

@@ -1,4 +1,4 @@
-"""What devices tell the server (issue 10): when each serial number was last heard from and
+"""What devices tell the server: when each serial number was last heard from and
 from where, and the status its agent reports through the alias interface.
 
 Every device call (activate, the download procedures, alias writes) sets `last_seen` and
@@ -92,7 +92,8 @@ async def reported(request, client_rid, pairs):
     if mine is None:
         return
     address = peer(request)[0]
-    await srv.store.record_report(mine[0], mine[1], srv.now(), address, report_fields(pairs))
+    fields = report_fields(pairs)
+    await srv.store.record_report(mine.model_id, mine.sn, srv.now(), address, fields)
     seen = request.config_dict.get(SEEN)
     if seen is not None:
         seen.wrote(tuple(mine), address)
@@ -103,17 +104,16 @@ async def reported(request, client_rid, pairs):
 
 async def _model(request):
     srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
-    model = await auth.model(srv.store, request, caller, request.match_info["model"], True)
+    model = await auth.model_of(request)
     # As in the serial number list: a share sees only what it enabled, and the owner may
     # ask for what one vendor enabled (`shared=<vendor>`).
     if model.shared:
-        return srv, model, caller.rid
+        return srv, model, model.caller.rid
     name = one(query(request), "shared")
     if name is None:
         return srv, model, None
     other = await srv.store.vendor_by_name(check_name(name, "shared"))
-    return srv, model, (other[1] if other else "-")
+    return srv, model, (other.rid if other else "-")
 
 
 async def status(request):

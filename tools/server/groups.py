@@ -26,15 +26,6 @@ from .util import (
 _MEMBERS_MAX = 1000  # per request
 
 
-async def _ctx(request):
-    srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
-    other = request.headers.get("X-Exosite-Vendor")
-    if other is not None and other != caller.name:
-        raise ApiError(403, "shared access does not cover this procedure")
-    return srv, await auth.model(srv.store, request, caller, request.match_info["model"])
-
-
 async def _group(srv, model, gid):
     check_name(gid, "group id")
     row = await srv.store.group(model.id, gid)
@@ -43,21 +34,21 @@ async def _group(srv, model, gid):
     return gid, row
 
 
-def _member_line(type_, mid, expire, meta):
-    return f"{type_},{mid},{expire},{meta}"
+def _member_line(m):
+    return f"{m.type},{m.mid},{m.expire},{m.meta}"
 
 
 async def list_groups(request):
-    srv, model = await _ctx(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     q = query(request)
     only(q, "offset", "limit")
     offset, limit = page(q)
     rows = await srv.store.groups(model.id, offset, limit)
-    return csv([f"{gid},{meta}" for gid, meta in rows], empty_status=204)
+    return csv([f"{g.gid},{g.meta}" for g in rows], empty_status=204)
 
 
 async def create_or_delete(request):
-    srv, model = await _ctx(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     form = parse_form(await read_body(request))
     only(form, "id", "delete", "meta", "description")
     gid = check_name(one(form, "id"), "group id")
@@ -75,7 +66,7 @@ async def create_or_delete(request):
 
 
 async def group_info(request):
-    srv, model = await _ctx(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     gid, (meta, count) = await _group(srv, model, request.match_info["id"])
     q = query(request)
     only(q, "show", "offset", "limit")
@@ -89,7 +80,7 @@ async def group_info(request):
 
 
 async def delete_group(request):
-    srv, model = await _ctx(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     gid = check_name(request.match_info["id"], "group id")
     if not await srv.store.delete_group(model.id, gid):
         raise ApiError(404, "no such group")
@@ -97,7 +88,7 @@ async def delete_group(request):
 
 
 async def list_members(request):
-    srv, model = await _ctx(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     gid, _row = await _group(srv, model, request.match_info["id"])
     q = query(request)
     only(q, "type", "id", "offset", "limit")
@@ -110,7 +101,7 @@ async def list_members(request):
     rows = await srv.store.members(model.id, gid, type_, mid, offset, limit)
     if type_ is not None and mid is not None and not rows:
         raise ApiError(404, "no such member")
-    return csv([_member_line(*r) for r in rows], empty_status=204)
+    return csv([_member_line(m) for m in rows], empty_status=204)
 
 
 def _expire(value):
@@ -118,7 +109,7 @@ def _expire(value):
 
 
 async def post_members(request):
-    srv, model = await _ctx(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     gid, _row = await _group(srv, model, request.match_info["id"])
     kind = media_type(request)
     if kind == "text/csv":
@@ -151,7 +142,7 @@ async def post_members(request):
 
 
 async def delete_members(request):
-    srv, model = await _ctx(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     gid, _row = await _group(srv, model, request.match_info["id"])
     if media_type(request) != "text/csv":
         raise ApiError(400, "expected a text/csv body of <type>,<id> lines")

@@ -25,7 +25,7 @@ from .util import ApiError
 _P = "/provision"
 _M = _P + "/manage"
 
-# (method, route) -> procedure (spec/provision-api-v1.1-latest.md and the spec README).
+# (method, route) -> the name of the Provision API procedure it stands for.
 PROCEDURES = {
     ("POST", _P + "/activate"): "activate",
     ("GET", _P + "/download"): "download",  # list / info / content: see procedure()
@@ -45,7 +45,7 @@ PROCEDURES = {
     ("DELETE", _M + "/group/{model}/{id}/"): "group_members_delete",
     ("GET", _M + "/model/"): "model_list",
     ("POST", _M + "/model/"): "model_create_delete",
-    ("DELETE", _M + "/model/"): "model_delete",  # the body names the model (issue 12)
+    ("DELETE", _M + "/model/"): "model_delete",  # the body names the model
     ("GET", _M + "/model/{model}"): "model_info",
     ("PUT", _M + "/model/{model}"): "model_update",
     ("DELETE", _M + "/model/{model}"): "model_delete",

@@ -32,25 +32,6 @@ _JSON_TYPES = ("application/javascript", "application/json")
 _RID_LEN = 40
 
 
-async def _ctx(request, shared_ok=False):
-    srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
-    return srv, await auth.model(
-        srv.store, request, caller, request.match_info["model"], shared_ok
-    )
-
-
-async def _no_share(request):
-    """Procedures outside /<model>/ and /<model>/<sn> refuse X-Exosite-Vendor for another
-    vendor (spec README, Shares)."""
-    srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
-    other = request.headers.get("X-Exosite-Vendor")
-    if other is not None and other != caller.name:
-        raise ApiError(403, "shared access does not cover this procedure")
-    return srv, caller
-
-
 async def _template(srv, caller, form):
     """(kind, template, options) of a model create/update body."""
     rid, code = one(form, "rid"), one(form, "code")
@@ -74,19 +55,20 @@ async def _template(srv, caller, form):
 
 
 async def list_models(request):
-    srv, caller = await _no_share(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     q = query(request)
     only(q, "show")
     show = one(q, "show")
     if show == "shared":
-        return csv([f"{v},{m}" for v, m in await srv.store.shared_models(caller.name)])
+        shared = await srv.store.shared_models(caller.rid)
+        return csv([f"{s.owner},{s.model}" for s in shared])
     if show is not None:
         raise ApiError(400, "unknown show")
     return csv(await srv.store.models(caller.rid))
 
 
 async def create_or_delete_model(request):
-    srv, caller = await _no_share(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     form = await read_form(request)
     only(form, "model", "delete", "confirm", "rid", "code", "options", "options[]")
     name = check_name(one(form, "model"), "model")
@@ -109,7 +91,7 @@ async def _delete_model(srv, caller, name, form=None):
     row = await srv.store.model(caller.rid, name)
     if row is None:
         raise ApiError(404, "no such model")
-    for blob in await srv.store.delete_model(row[0]):
+    for blob in await srv.store.delete_model(row.id):
         srv.blobs.remove(blob)
     return done()
 
@@ -118,14 +100,15 @@ async def _delete_model(srv, caller, name, form=None):
 
 
 async def model_info(request):
-    _srv, model = await _ctx(request)
-    _id, _name, kind, template, options = model.row
-    body = urlencode([(kind, template)] + [("options[]", o) for o in options], safe="[]")
+    model = await auth.model_of(request)
+    row = model.row
+    pairs = [(row.template_kind, row.template)] + [("options[]", o) for o in row.options]
+    body = urlencode(pairs, safe="[]")
     return text(body, ctype="application/x-www-form-urlencoded")
 
 
 async def update_model(request):
-    srv, model = await _ctx(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     form = await read_form(request)
     kind, template, options = await _template(srv, model.caller, form)
     await srv.store.update_model(model.id, kind, template, options)
@@ -135,7 +118,7 @@ async def update_model(request):
 async def delete_model(request):
     """DELETE model/<model>; clients of the time (pyonep model_remove) also send the body
     `delete=true&model=<model>&confirm=true`, with or without a form Content-Type."""
-    srv, model = await _ctx(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     form = await _delete_form(request)
     if one(form, "model") not in (None, model.name):
         raise ApiError(400, "model in the body is not the model of the path")
@@ -145,7 +128,7 @@ async def delete_model(request):
 async def delete_model_form(request):
     """DELETE /provision/manage/model/ with `delete=true&model=<model>` in the body: the POST
     form of model deletion sent with the DELETE method, as vendors' scripts did."""
-    srv, caller = await _no_share(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     form = await _delete_form(request)
     name = check_name(one(form, "model"), "model")
     return await _delete_model(srv, caller, name, form)
@@ -164,7 +147,7 @@ async def _delete_form(request):
 
 
 async def list_sns(request):
-    srv, model = await _ctx(request, shared_ok=True)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     q = query(request)
     only(q, "show", "offset", "limit", "shared", "status")
     show = one(q, "show")
@@ -181,7 +164,7 @@ async def list_sns(request):
         enabled_by = model.caller.rid  # a share sees only what it enabled
     elif one(q, "shared") is not None:
         other = await srv.store.vendor_by_name(check_name(one(q, "shared"), "shared"))
-        enabled_by = other[1] if other else "-"
+        enabled_by = other.rid if other else "-"
     with_status = is_true(q, "status")
     lines = []
     for sn, extra, rid, state, enabled_at in await srv.store.list_sns(
@@ -194,7 +177,7 @@ async def list_sns(request):
 
 
 async def add_sns(request):
-    srv, model = await _ctx(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     kind = media_type(request)
     if kind in _JSON_TYPES:
         specs = _read_ranges(await read_text(request))
@@ -264,7 +247,7 @@ def _read_ranges(body):
 
 
 async def delete_sns(request):
-    srv, model = await _ctx(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     kind = media_type(request)
     if kind in _JSON_TYPES:
         specs = _read_ranges(await read_text(request))
@@ -309,12 +292,12 @@ async def sn_row(srv, model, sn):
 
 def _share_guard(model, row):
     """A share acts only on serial numbers it enabled."""
-    if model.shared and (row is None or row[3] != model.caller.rid):
+    if model.shared and (row is None or row.enabled_by != model.caller.rid):
         raise ApiError(403, "serial number not enabled by this vendor")
 
 
 async def sn_get(request):
-    srv, model = await _ctx(request, shared_ok=True)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     q = query(request)
     only(q, "show", "offset", "limit")
     sn, row, listed = await _sn(srv, model, request.match_info["sn"])
@@ -327,7 +310,8 @@ async def sn_get(request):
             raise ApiError(404, "no such serial number")
         if model.shared and row is None:
             raise ApiError(403, "serial number not enabled by this vendor")
-        return csv([f"{ts},{conn},{what}" for ts, conn, what in log_rows], empty_status=204)
+        lines = [f"{x.ts},{x.conn},{x.what}" for x in log_rows]
+        return csv(lines, empty_status=204)
     if show == "groups":
         if model.shared:
             raise ApiError(403, "shared access does not cover this procedure")
@@ -340,14 +324,14 @@ async def sn_get(request):
     row = await sn_row(srv, model, sn)
     if row is None:
         return csv([], empty_status=204)  # whitelisted by a range, never used
-    client = await srv.store.client(row[2]) if row[2] else None
-    status = srv.status(client[3], client[4]) if client else ""
-    extra = "" if model.shared else row[1]
-    return csv([f"{status},{row[2] or ''},{extra}"])
+    client = await srv.store.client(row.client_rid) if row.client_rid else None
+    status = srv.status(client.state, client.enabled_at) if client else ""
+    extra = "" if model.shared else row.extra
+    return csv([f"{status},{row.client_rid or ''},{extra}"])
 
 
 async def sn_post(request):
-    srv, model = await _ctx(request, shared_ok=True)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     form = await read_form(request)
     only(form, "enable", "disable", "owner", "oldsn")
     sn = check_name(request.match_info["sn"], "sn")
@@ -370,10 +354,10 @@ async def set_sn(srv, model, sn, action, owner=None, oldsn=None):
         if owner is not None or oldsn is not None:
             raise ApiError(400, "disable takes no owner or oldsn")
         _share_guard(model, row)
-        if row is None or not row[2]:
+        if row is None or not row.client_rid:
             raise ApiError(409, "serial number is not enabled")
-        await srv.store.set_client_cik(row[2], None, "disabled", 0)
-        log.info("model %s: client %s disabled", model.id, row[2][:8])
+        await srv.store.set_client_cik(row.client_rid, None, "disabled", 0)
+        log.info("model %s: client %s disabled", model.id, row.client_rid[:8])
         return None
     if owner is not None and oldsn is not None:
         raise ApiError(400, "give owner or oldsn, not both")
@@ -382,15 +366,15 @@ async def set_sn(srv, model, sn, action, owner=None, oldsn=None):
     if oldsn is not None:
         return await _remap(srv, model, sn, row, check_name(oldsn, "oldsn"))
     _share_guard(model, row)
-    if row is None or not row[2]:
+    if row is None or not row.client_rid:
         raise ApiError(409, "serial number was never enabled")
-    await srv.store.set_client_cik(row[2], None, "notactivated", srv.now())
-    log.info("model %s: client %s regenerated", model.id, row[2][:8])
+    await srv.store.set_client_cik(row.client_rid, None, "notactivated", srv.now())
+    log.info("model %s: client %s regenerated", model.id, row.client_rid[:8])
     return None
 
 
 async def _create_client(srv, model, sn, row, owner):
-    if row is not None and row[2]:
+    if row is not None and row.client_rid:
         raise ApiError(409, "serial number already has a client")
     if not await auth.owns(srv.store, model.caller.rid, owner):
         raise ApiError(409, "owner resources not sufficient")
@@ -408,21 +392,21 @@ async def _remap(srv, model, sn, row, oldsn):
     if old is None:
         raise ApiError(404, "no such old serial number")
     _share_guard(model, old)
-    if not old[2]:
+    if not old.client_rid:
         raise ApiError(409, "old serial number has no client")
-    if row is not None and row[2]:
+    if row is not None and row.client_rid:
         raise ApiError(409, "serial number already has a client")
     async with srv.store.tx():
         await srv.store.ensure_sn(model.id, sn)
         await srv.store.set_sn_client(model.id, oldsn, None, None)
-        await srv.store.set_sn_client(model.id, sn, old[2], model.caller.rid)
-        await srv.store.set_client_cik(old[2], None, "notactivated", srv.now())
-    log.info("model %s: client %s remapped", model.id, old[2][:8])
+        await srv.store.set_sn_client(model.id, sn, old.client_rid, model.caller.rid)
+        await srv.store.set_client_cik(old.client_rid, None, "notactivated", srv.now())
+    log.info("model %s: client %s remapped", model.id, old.client_rid[:8])
     return None
 
 
 async def sn_delete(request):
-    srv, model = await _ctx(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     sn, row, _listed = await _sn(srv, model, request.match_info["sn"])
     if row is None:
         raise ApiError(404, "no such serial number")

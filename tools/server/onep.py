@@ -1,4 +1,4 @@
-"""The One Platform data interface beside the Provision API (spec README, The rest):
+"""The One Platform data interface beside the Provision API:
 `/onep:v1/stack/alias` writes and reads a client's aliases; `/jsonp/register` and `/jsonp`
 serve their timestamped values to whoever holds a read token."""
 
@@ -39,8 +39,8 @@ async def write(request):
         check_name(alias, "alias")
         for value in values:
             pairs.append((alias, check_text(value, "value")))
-    await srv.store.write_data(client[0], srv.now(), pairs)
-    await fleetstatus.reported(request, client[0], pairs)  # issue 10: the device's status
+    await srv.store.write_data(client.rid, srv.now(), pairs)
+    await fleetstatus.reported(request, client.rid, pairs)  # the device's status
     return web.Response(status=204)
 
 
@@ -53,7 +53,7 @@ async def read(request):
     pairs = []
     for alias in aliases:
         check_name(alias, "alias")
-        value = await srv.store.latest(client[0], alias)
+        value = await srv.store.latest(client.rid, alias)
         if value is not None:
             pairs.append((alias, value))
     return text(urlencode(pairs), ctype="application/x-www-form-urlencoded")
@@ -79,7 +79,7 @@ async def jsonp_register(request):
         raise ApiError(400, "expire must be in the future and starttime before endtime")
     token = secrets.token_hex(20)
     spec = {"aliases": aliases, "start": start, "end": end, "limit": limit, "now": now}
-    await srv.store.add_jsonp_token(token, client[0], spec, expire)
+    await srv.store.add_jsonp_token(token, client.rid, spec, expire)
     return text(token)
 
 
@@ -97,7 +97,7 @@ async def jsonp(request):
     if p > 1_000_000:
         raise ApiError(400, "p too large")
     row = await srv.store.jsonp_token(token) if len(token) <= 256 else None
-    if row is None or row[2] <= srv.now():
+    if row is None or row.expire <= srv.now():
         raise ApiError(401, "unknown or expired token")
     rid, spec, _expire = row
     if await srv.store.client(rid) is None:

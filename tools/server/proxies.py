@@ -36,8 +36,8 @@ def _trusted(addr, networks):
 
 
 def _node(value):
-    """An RFC 7239 node ('1.2.3.4', '"1.2.3.4:80"', '"[::1]:80"') -> (address, port)."""
-    value = value.strip().strip('"')
+    """An RFC 7239 node ('1.2.3.4', '1.2.3.4:80', '[::1]:80') -> (address, port)."""
+    value = value.strip()
     port = None
     if value.startswith("["):
         host, _, rest = value[1:].partition("]")
@@ -52,42 +52,28 @@ def _node(value):
     return host, (int(port) if port else None)
 
 
-def _forwarded(value):
-    """The elements of a Forwarded header, left to right: [{'for': (a, p), 'by': (a, p)}]."""
-    out = []
-    for element in value.split(",")[-_MAX_HOPS:]:
-        item = {}
-        for pair in element.split(";"):
-            key, eq, val = pair.partition("=")
-            key = key.strip().lower()
-            if eq and key in ("for", "by"):
-                item[key] = _node(val)
-        out.append(item)
-    return out
+def hops(request):
+    """The hops a request says it came through, left to right: [{'for': (a, p), 'by': (a,
+    p)}], from `Forwarded` as aiohttp parses it (RFC 7239, every such header), else from
+    X-Forwarded-For; the last _MAX_HOPS only."""
+    if request.forwarded:
+        return [
+            {key: _node(elem[key]) for key in ("for", "by") if key in elem}
+            for elem in request.forwarded[-_MAX_HOPS:]
+        ]
+    xff = request.headers.getall("X-Forwarded-For", ())
+    return [{"for": _node(a)} for a in ",".join(xff).split(",")[-_MAX_HOPS:]] if xff else []
 
 
-def _hops(headers):
-    forwarded = headers.getall("Forwarded", None) if hasattr(headers, "getall") else None
-    if forwarded is None and headers.get("Forwarded") is not None:
-        forwarded = [headers["Forwarded"]]
-    if forwarded:
-        return _forwarded(",".join(forwarded))
-    xff = headers.getall("X-Forwarded-For", None) if hasattr(headers, "getall") else None
-    if xff is None and headers.get("X-Forwarded-For") is not None:
-        xff = [headers["X-Forwarded-For"]]
-    if xff:
-        return [{"for": _node(a)} for a in ",".join(xff).split(",")[-_MAX_HOPS:]]
-    return []
-
-
-def resolve(peer_addr, peer_port, headers, networks):
+def resolve(peer_addr, peer_port, request, networks):
     """-> (client address, client port or None, (address, port) the client reached or None).
 
-    The TCP peer unless it is a trusted proxy that said who it forwards for."""
+    The TCP peer unless it is a trusted proxy that said who it forwards for (the headers of
+    `request` are only read then)."""
     if not networks or not _trusted(peer_addr, networks):
         return peer_addr, peer_port, None
     addr, port, reached = peer_addr, peer_port, None
-    for hop in reversed(_hops(headers)):
+    for hop in reversed(hops(request)):
         node = hop.get("for")
         if node is None or _ip(node[0]) is None:
             break  # 'unknown', an obfuscated name or garbage: stop at the last known hop

@@ -41,49 +41,44 @@ class Limiter:
 
 
 class SharedLimiter:
-    """The same sliding minute kept in the SQLite file (table act_fails), so that the
-    workers of `--workers N` and instances sharing one database file count an address
-    together. Its own connection: a failure is recorded whatever the request's transaction."""
+    """The same sliding minute kept in the database (table act_fails), so that the workers of
+    `--workers N` and the instances sharing one database count an address together. The
+    same SQL on both engines; called outside any transaction (a failure is recorded
+    whatever became of the request's)."""
 
     _CLEAN_EVERY = 1000
 
-    def __init__(self, path, limit, clock):
-        import sqlite3
-
-        self.limit = limit
+    def __init__(self, engine, limit, clock):
+        self.db = engine
+        self.limit = limit  # 0 = no limit
         self.clock = clock  # wall time: shared between processes
         self._n = 0
-        self.db = sqlite3.connect(str(path), isolation_level=None)
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS act_fails (address TEXT NOT NULL, ts REAL NOT NULL)"
-        )
-        self.db.execute("CREATE INDEX IF NOT EXISTS act_fails_a ON act_fails(address, ts)")
 
-    def close(self):
-        self.db.close()
-
-    def retry_after(self, address):
+    async def retry_after(self, address):
+        """Seconds to wait before `address` may try again, or 0 if it may now."""
         if not self.limit:
             return 0
         now = self.clock()
-        rows = self.db.execute(
+        rows = await self.db.all(
             "SELECT ts FROM act_fails WHERE address = ? AND ts > ? ORDER BY ts DESC LIMIT ?",
-            (address, now - WINDOW, self.limit),
-        ).fetchall()
+            address,
+            now - WINDOW,
+            self.limit,
+        )
         if len(rows) < self.limit:
             return 0
-        return max(1, math.ceil(rows[-1][0] + WINDOW - now))
+        (oldest,) = rows[-1]
+        return max(1, math.ceil(oldest + WINDOW - now))
 
-    def failed(self, address):
+    async def failed(self, address):
         if not self.limit:
             return
         now = self.clock()
-        self.db.execute("INSERT INTO act_fails (address, ts) VALUES (?, ?)", (address, now))
+        await self.db.run("INSERT INTO act_fails (address, ts) VALUES (?, ?)", address, now)
         self._n += 1
         if self._n % self._CLEAN_EVERY == 0:
-            self.db.execute("DELETE FROM act_fails WHERE ts <= ?", (now - WINDOW,))
+            await self.db.run("DELETE FROM act_fails WHERE ts <= ?", now - WINDOW)
         else:
-            self.db.execute(
-                "DELETE FROM act_fails WHERE address = ? AND ts <= ?", (address, now - WINDOW)
+            await self.db.run(
+                "DELETE FROM act_fails WHERE address = ? AND ts <= ?", address, now - WINDOW
             )

@@ -1,8 +1,9 @@
 """Serial-number ranges: `base10`, `base16`, `mac:48`, `mac-48`, `mac.48`.
 
-A range is `{"format", "length", "casing", "first", "last"}` (spec -latest.md, "add serial
-number ranges"). `length` is the zero-padded width of base10/base16 numbers (absent: no
-padding, no leading zeros); `casing` fixes the case of hex letters (absent: either case).
+A range is `{"format", "length", "casing", "first", "last"}` (as POST
+/provision/manage/model/<model>/ takes them in a JSON body). `length` is the zero-padded
+width of base10/base16 numbers (absent: no padding, no leading zeros); `casing` fixes the
+case of hex letters (absent: either case).
 MAC formats are 12 hex digits: `aa:bb:cc:dd:ee:ff`, `aa-bb-cc-dd-ee-ff`, `aabb.ccdd.eeff`.
 """
 

@@ -44,7 +44,8 @@ class Server:
         return int(self.clock())
 
     def status(self, state, enabled_at):
-        """The status column of the spec README lifecycle table ('' with no client)."""
+        """A serial number's status as the Provision API lists it: activated, notactivated
+        (its activation window open) or expired; '' with no client."""
         if state is None:
             return ""
         if state == "activated":
@@ -64,7 +65,7 @@ def peer(request):
     if not (isinstance(info, tuple) and len(info) >= 2):
         return "unknown", "unknown"
     addr, port, _reached = proxies.resolve(
-        str(info[0]), info[1], request.headers, request.app[SERVER].trusted
+        str(info[0]), info[1], request, request.app[SERVER].trusted
     )
     return addr, (f"{addr}:{port}" if port is not None else addr)
 
@@ -76,9 +77,7 @@ def reached(request):
     host, port = ("0.0.0.0", 0) if not isinstance(sock, tuple) else (str(sock[0]), sock[1])
     info = request.transport.get_extra_info("peername") if request.transport else None
     if isinstance(info, tuple) and len(info) >= 2:
-        _a, _p, by = proxies.resolve(
-            str(info[0]), info[1], request.headers, request.app[SERVER].trusted
-        )
+        _a, _p, by = proxies.resolve(str(info[0]), info[1], request, request.app[SERVER].trusted)
         if by is not None:
             host, port = by[0], by[1] if by[1] is not None else port
     return host, port

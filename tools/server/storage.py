@@ -1,10 +1,14 @@
-"""Which storage engine a `--db` names, and its parts: a plain path is SQLite (db.Store, blob
-files in a directory beside it, the failed-activation counts in the same file); a
-postgresql:// URL is PostgreSQL (pgstore: tables, content blobs and the counts all in the
-database, shared by every instance). The handlers see the same interface either way."""
+"""Which storage engine a `--db` names, and its parts: a plain path is SQLite
+(sqlite_engine, blob files in a directory beside it, the failed-activation counts in the
+same file); a postgresql:// URL is PostgreSQL (pg_engine: tables, content blobs (pgblobs)
+and the counts all in the database, shared by every instance). The handlers see the same
+db.Store, blobs and limiter interfaces either way."""
 
 import os
 import time
+
+from .db import Store
+from .ratelimit import SharedLimiter
 
 
 def is_postgres(db):
@@ -12,24 +16,31 @@ def is_postgres(db):
 
 
 def make_store(db):
-    """The store for `db` (not yet connected for PostgreSQL: see start())."""
+    """The store for `db`, not yet connected (see start())."""
     if is_postgres(db):
-        from .pgstore import PgStore
+        from .pg_engine import PgEngine
 
-        return PgStore(str(db))
-    from .db import Store
+        return Store(PgEngine(str(db)))
+    from .sqlite_engine import SqliteEngine
 
-    return Store(db)
+    return Store(SqliteEngine(db))
 
 
 async def start(store):
-    """Connect (PostgreSQL: the pool, and the schema created or migrated). OSError naming
+    """Connect, and migrate the schema to this release's (migrations.py). OSError naming
     the database (without its password) when that fails."""
-    if hasattr(store, "open"):
-        try:
-            await store.open()
-        except Exception as exc:
-            raise OSError(f"cannot open {describe(store.url)}: {type(exc).__name__}: {exc}")
+    try:
+        await store.open()
+    except Exception as exc:
+        where = describe(store.db.where)
+        raise OSError(f"cannot open {where}: {type(exc).__name__}: {exc}") from None
+
+
+async def open_store(db):
+    """make_store + start."""
+    store = make_store(db)
+    await start(store)
+    return store
 
 
 def describe(db):
@@ -46,38 +57,28 @@ def describe(db):
 
 
 async def stop(store):
-    if hasattr(store, "aclose"):
-        await store.aclose()
+    await store.aclose()
 
 
 def make_blobs(db, store, directory=None):
     if is_postgres(db):
-        from .pgstore import PgBlobs
+        from .pgblobs import PgBlobs
 
-        return PgBlobs(store)
+        return PgBlobs(store.db)
     from .blobs import Blobs
 
     return Blobs(directory or (str(db) + ".blobs"))
 
 
-def make_limiter(db, store, limit):
+def make_limiter(store, limit):
     """Failed activations per address, counted in the database: shared by the workers and
     by the instances on the same database."""
-    if is_postgres(db):
-        from .pgstore import PgLimiter
-
-        return PgLimiter(store, limit, time.time)
-    from .ratelimit import SharedLimiter
-
-    return SharedLimiter(db, limit, time.time)
+    return SharedLimiter(store.db, limit, time.time)
 
 
 async def sweep(blobs, store):
     """Remove blobs no content row points at (left by a crash mid-replace)."""
-    if hasattr(blobs, "sweep_now"):
-        await blobs.sweep_now()
-    else:
-        blobs.sweep(await store.all_blobs())
+    await blobs.sweep(store)
 
 
 def default_db():

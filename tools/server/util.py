@@ -173,20 +173,33 @@ async def read_chunk(request):
         raise ApiError(408, "request body stalled", close=True)
 
 
-async def read_body(request, cap=FORM_CAP):
-    """The whole request body, at most `cap` bytes: 413 decided from Content-Length when
-    there is one, and while reading for chunked bodies."""
+def check_length(request, cap):
+    """413 when the request's Content-Length says more than `cap` bytes."""
     length = request.content_length
     if length is not None and length > cap:
         raise too_large(cap)
-    buf = bytearray()
-    while True:
-        chunk = await read_chunk(request)
-        if not chunk:
-            break
-        buf += chunk
-        if len(buf) > cap:
+
+
+async def body_chunks(request, cap, digest=None):
+    """The request body piece by piece, at most `cap` bytes in all (413 past them), every
+    piece given to `digest` (a hashlib object) on the way; 408 when it stalls."""
+    size = 0
+    while chunk := await read_chunk(request):
+        size += len(chunk)
+        if size > cap:
             raise too_large(cap)
+        if digest is not None:
+            digest.update(chunk)
+        yield chunk
+
+
+async def read_body(request, cap=FORM_CAP):
+    """The whole request body, at most `cap` bytes: 413 decided from Content-Length when
+    there is one, and while reading for chunked bodies."""
+    check_length(request, cap)
+    buf = bytearray()
+    async for chunk in body_chunks(request, cap):
+        buf += chunk
     return bytes(buf)
 
 

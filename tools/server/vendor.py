@@ -7,61 +7,56 @@ from .db import Duplicate
 from .state import SERVER, log
 from .util import ApiError, check_name, csv, done, is_true, one, only, read_form, text
 
-
-async def _ctx(request):
-    srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
-    other = request.headers.get("X-Exosite-Vendor")
-    if other is not None and other != caller.name:
-        raise ApiError(403, "shared access does not cover this procedure")
-    return srv, caller
-
-
-async def _model(request):
-    srv, caller = await _ctx(request)
-    return srv, caller, await auth.model(srv.store, request, caller, request.match_info["model"])
-
-
 # -- /provision/manage/share/<model>/ ------------------------------------------------------
+# A share is kept by the vendor's identity (its rid), not its name: a name unregistered and
+# taken by another client carries no share over (the store drops them on unregister too).
+
+
+async def _share_rid(srv, name):
+    """The rid of the vendor a share names, or None when no vendor has that name."""
+    found = await srv.store.vendor_by_name(name)
+    return None if found is None else found.rid
 
 
 async def list_shares(request):
-    srv, _caller, model = await _model(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
     return csv(await srv.store.share_names(model.id), empty_status=204)
 
 
 async def post_share(request):
-    srv, caller, model = await _model(request)
+    srv, model = request.app[SERVER], await auth.model_of(request)
+    caller = model.caller
     form = await read_form(request)
     only(form, "vendor", "delete")
     name = check_name(one(form, "vendor"), "vendor")
+    rid = await _share_rid(srv, name)
     if is_true(form, "delete"):
-        if not await srv.store.delete_share(model.id, name):
+        if rid is None or not await srv.store.delete_share(model.id, rid):
             raise ApiError(404, "model not shared with this vendor")
         return done()
     if name == caller.name:
         raise ApiError(400, "a model cannot be shared with its own vendor")
-    if await srv.store.vendor_by_name(name) is None:
+    if rid is None:
         raise ApiError(404, "no such vendor")
     try:
-        await srv.store.add_share(model.id, name)
+        await srv.store.add_share(model.id, rid)
     except Duplicate:
         raise ApiError(409, "model already shared with this vendor")
     return done()
 
 
 async def get_share(request):
-    srv, _caller, model = await _model(request)
-    name = check_name(request.match_info["vendor"], "vendor")
-    if not await srv.store.is_shared(model.id, name):
+    srv, model = request.app[SERVER], await auth.model_of(request)
+    rid = await _share_rid(srv, check_name(request.match_info["vendor"], "vendor"))
+    if rid is None or not await srv.store.is_shared(model.id, rid):
         raise ApiError(404, "model not shared with this vendor")
     return csv([], empty_status=204)
 
 
 async def delete_share(request):
-    srv, _caller, model = await _model(request)
-    name = check_name(request.match_info["vendor"], "vendor")
-    if not await srv.store.delete_share(model.id, name):
+    srv, model = request.app[SERVER], await auth.model_of(request)
+    rid = await _share_rid(srv, check_name(request.match_info["vendor"], "vendor"))
+    if rid is None or not await srv.store.delete_share(model.id, rid):
         raise ApiError(404, "model not shared with this vendor")
     return done()
 
@@ -87,7 +82,7 @@ async def _register_client(srv, request):
 async def get_register(request):
     srv = request.app[SERVER]
     client = await _register_client(srv, request)
-    name = await srv.store.vendor_name_of(client[0])
+    name = await srv.store.vendor_name_of(client.rid)
     if name is None:
         raise ApiError(404, "no vendor name registered to this client")
     return text(name)
@@ -99,49 +94,33 @@ async def post_register(request):
     form = await read_form(request)
     only(form, "vendor", "delete")
     name = check_name(one(form, "vendor"), "vendor")
-    if client[1] != "vendor":
+    if client.kind != "vendor":
         raise ApiError(403, "device clients cannot register vendor names")
     if is_true(form, "delete"):
-        if not await srv.store.delete_vendor_name(name, client[0]):
+        if not await srv.store.delete_vendor_name(name, client.rid):
             raise ApiError(404, "vendor name not registered to this client")
-        log.info("client %s: vendor name removed", client[0][:8])
+        log.info("client %s: vendor name removed", client.rid[:8])
         return done()
-    if await srv.store.vendor_name_of(client[0]) is not None:
+    if await srv.store.vendor_name_of(client.rid) is not None:
         raise ApiError(409, "this client already has a vendor name")
     try:
-        await srv.store.add_vendor_name(name, client[0])
+        await srv.store.add_vendor_name(name, client.rid)
     except Duplicate:
         raise ApiError(409, "vendor name taken")
-    log.info("client %s: vendor name registered", client[0][:8])
+    log.info("client %s: vendor name registered", client.rid[:8])
     return done()
 
 
 # -- /provision/admin/auth/ ------------------------------------------------------------------
 
 
-async def _cik_ctx(request):
-    """As _ctx, for the vendor's CIK only: the Provision API names only the VendorCIK for
-    /provision/admin/auth/, and a token that could mint or read other tokens would let a
-    leaked token outlive its own deletion."""
-    srv = request.app[SERVER]
-    cik = auth._header(request, "X-Exosite-CIK")
-    if cik is None:
-        await auth.vendor(srv.store, request)  # 401 unless it is a known vendor token
-        raise ApiError(403, "tokens are managed with the vendor CIK only")
-    caller = await auth.vendor_from(srv.store, cik=cik)
-    other = request.headers.get("X-Exosite-Vendor")
-    if other is not None and other != caller.name:
-        raise ApiError(403, "shared access does not cover this procedure")
-    return srv, caller
-
-
 async def list_tokens(request):
-    srv, caller = await _cik_ctx(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     return csv(await srv.store.token_ids(caller.rid))
 
 
 async def post_token(request):
-    srv, caller = await _cik_ctx(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     form = await read_form(request)
     only(form, "id", "delete")
     tid = check_name(one(form, "id"), "token id")
@@ -161,7 +140,7 @@ async def post_token(request):
 
 
 async def get_token(request):
-    srv, caller = await _cik_ctx(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     tid = check_name(request.match_info["id"], "token id")
     token = await srv.store.token_secret(caller.rid, tid)
     if token is None:
@@ -170,7 +149,7 @@ async def get_token(request):
 
 
 async def delete_token(request):
-    srv, caller = await _cik_ctx(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     tid = check_name(request.match_info["id"], "token id")
     if not await srv.store.delete_token(caller.rid, tid):
         raise ApiError(404, "no such token")
@@ -192,9 +171,9 @@ async def new_cik(store, rid):
 
 
 async def rotate_cik(request):
-    """POST /exoprov/v1/vendor/cik: with the vendor CIK only (as /provision/admin/auth/);
+    """POST /exoprov/v1/vendor/cik, with the vendor CIK only (as /provision/admin/auth/):
     answers the new CIK."""
-    srv, caller = await _cik_ctx(request)
+    srv, caller = request.app[SERVER], auth.caller(request)
     form = await read_form(request)
     only(form)
     return text(await new_cik(srv.store, caller.rid))

@@ -6,10 +6,10 @@ socket on that port for as long as it runs (it holds the port number a `--port 0
 receives no connection). The supervisor prints the listening line once every worker is
 listening, restarts a worker that dies, and on SIGINT/SIGTERM stops them all.
 
-Each worker has its own database connection (SQLite in WAL mode: writers queue on
-`BEGIN IMMEDIATE` and `busy_timeout`) and its own failed-activation limiter: with the SQLite
-engine the per-address limit is counted per worker (N workers let an address fail up to N
-times the limit per minute).
+The supervisor migrates the schema and sweeps unreferenced blobs once, before the workers
+start. Each worker has its own database connection (SQLite in WAL mode: writers queue on
+`BEGIN IMMEDIATE` and `busy_timeout`); the failed activations are counted in the database
+(ratelimit.SharedLimiter), so the workers count an address together.
 """
 
 import logging

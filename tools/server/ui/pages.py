@@ -10,7 +10,6 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from .. import auth, content, models
-from ..device import _maybe as maybe
 from ..state import SERVER, peer
 from ..util import ApiError, check_name, check_text, one, query, read_form
 from . import chart, session
@@ -154,7 +153,7 @@ async def login(request):
     past the limit every login from there is 429 with Retry-After, the right one too."""
     srv = request.app[SERVER]
     address, _conn = peer(request)
-    wait = await maybe(srv.limiter.retry_after(address))
+    wait = await srv.limiter.retry_after(address)
     if wait:
         raise ApiError(429, "too many failed logins: try again later", {"Retry-After": str(wait)})
     form = await read_form(request)
@@ -171,7 +170,7 @@ async def login(request):
             except ApiError:
                 continue
     if vendor is None:
-        await maybe(srv.limiter.failed(address))
+        await srv.limiter.failed(address)
         return await _login_form(request, "Unknown vendor CIK or token.", 401)
     resp = _redirect("/ui/")
     await session.start(srv, request, resp, vendor, credential)
@@ -195,11 +194,13 @@ async def home(request):
         own.append(
             {
                 "name": name,
-                "sns": await srv.store.sn_count(row[0]),
-                "content": len(await srv.store.content_list(row[0])),
+                "sns": await srv.store.sn_count(row.id),
+                "content": len(await srv.store.content_list(row.id)),
             }
         )
-    shared = [{"owner": o, "name": m} for o, m in await srv.store.shared_models(vendor.name)]
+    shared = [
+        {"owner": s.owner, "name": s.model} for s in await srv.store.shared_models(vendor.rid)
+    ]
     return _render("models.html", request, {"own": own, "shared": shared})
 
 
@@ -277,8 +278,8 @@ async def sns(request):
         filters=filters,
         statuses=STATUSES,
         total=None if model.shared else await srv.store.sn_count(model.id),
-        prev=urlencode({**keep, "before": rows[0][0]}) if has_prev and rows else None,
-        next=urlencode({**keep, "after": rows[-1][0]}) if has_next and rows else None,
+        prev=urlencode({**keep, "before": rows[0].sn}) if has_prev and rows else None,
+        next=urlencode({**keep, "after": rows[-1].sn}) if has_next and rows else None,
         elapsed_ms=elapsed_ms,
     )
     resp = _render("sns.html", request, ctx)
@@ -293,8 +294,8 @@ async def device(request):
     srv, model, ctx = await _model(request)
     sn = check_name(request.match_info["sn"], "sn")
     row = await models.sn_row(srv, model, sn)
-    client = await srv.store.client(row[2]) if row and row[2] else None
-    status = srv.status(client[3], client[4]) if client else ""
+    client = await srv.store.client(row.client_rid) if row and row.client_rid else None
+    status = srv.status(client.state, client.enabled_at) if client else ""
     told = await srv.store.device_status(model.id, sn)
     reports = [(k, told[k]) for k in _REPORTED if told and told[k] not in (None, "")]
     log_rows = await srv.store.activation_log(model.id, sn)
@@ -302,9 +303,9 @@ async def device(request):
     done = one(query(request), "done")
     ctx.update(
         sn=sn,
-        extra="" if model.shared or row is None else row[1],
+        extra="" if model.shared or row is None else row.extra,
         status=status,
-        client_state=client[3] if client else "",
+        client_state=client.state if client else "",
         reports=reports,
         seen=(when(told["last_seen"]), told["address"]) if told and told["last_seen"] else None,
         reported=when(told["reported"]) if told and told["reported"] else None,
@@ -319,7 +320,7 @@ async def device(request):
 def _actions(client):
     if client is None:
         return [("enable", ACTIONS["enable"])]
-    if client[3] == "disabled":
+    if client.state == "disabled":
         return [("reenable", ACTIONS["reenable"])]  # the API's enable=true: a new CIK
     return [(a, ACTIONS[a]) for a in ("regenerate", "disable")]
 
