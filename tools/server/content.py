@@ -52,10 +52,10 @@ async def visible(srv, model_id, sn, row, sn_groups=None):
 async def visible_ids(srv, model_id, sn):
     sn_groups = await _reach(srv, model_id, "sn", sn)
     out = []
-    for cid, protected in await srv.store.content_list(model_id):
-        row = {"cid": cid, "protected": protected}
+    for item in await srv.store.content_list(model_id):
+        row = {"cid": item.cid, "protected": item.protected}
         if await visible(srv, model_id, sn, row, sn_groups):
-            out.append(cid)
+            out.append(item.cid)
     return out
 
 
@@ -128,7 +128,7 @@ async def list_or_sn(request):
         raise
     sn = one(q, "sn")
     if sn is None:
-        return csv([cid for cid, _p in await srv.store.content_list(model.id)])
+        return csv([item.cid for item in await srv.store.content_list(model.id)])
     check_name(sn, "sn")
     if not await _sn_known(srv, model, sn):
         raise ApiError(400, "invalid vendor/model/serial number")

@@ -13,7 +13,8 @@ is applied to it as to an empty one (creating only what an older release left ou
 database is recorded at version 1 ("adopted").
 
 To add a migration: append `Migration(N, "what it does", sql)` to MIGRATIONS with the next
-number, never edit one that has shipped. `sql` is run by both engines; write it with the
+number (the list must stay 1, 2, 3...: host_tests/test_server_storage.py checks it), never
+edit one that has shipped. `sql` is run by both engines; write it with the
 `{int}`, `{real}`, `{bytes}`, `{serial}` (an auto-numbered primary key) and `{rowid}` (a
 table's insertion order, first in its column list) words of `TYPES` where the engines
 differ, and put what only one engine needs in `sqlite=` or `postgres=`. Then give db.Store

@@ -167,12 +167,10 @@ async def list_sns(request):
         enabled_by = other.rid if other else "-"
     with_status = is_true(q, "status")
     lines = []
-    for sn, extra, rid, state, enabled_at in await srv.store.list_sns(
-        model.id, offset, limit, enabled_by
-    ):
-        extra = "" if model.shared else extra
-        cols = [sn, srv.status(state, enabled_at)] if with_status else [sn]
-        lines.append(",".join([*cols, rid or "", extra]))
+    for row in await srv.store.list_sns(model.id, offset, limit, enabled_by):
+        extra = "" if model.shared else row.extra
+        cols = [row.sn, srv.status(row.state, row.enabled_at)] if with_status else [row.sn]
+        lines.append(",".join([*cols, row.client_rid or "", extra]))
     return csv(lines)
 
 

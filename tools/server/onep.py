@@ -106,6 +106,6 @@ async def jsonp(request):
     result = {}
     for alias in spec["aliases"]:
         rows = await srv.store.series(rid, alias, spec["start"], spec["end"], p * limit, limit)
-        result[alias] = {"data": [[ts, value] for ts, value in rows]}
+        result[alias] = {"data": [[p.ts, p.value] for p in rows]}
     body = f"{callback}({json.dumps({'result': result})});"
     return text(body, ctype="application/javascript")

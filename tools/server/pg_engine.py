@@ -15,8 +15,11 @@ back.
 Change notification: every committed change to a WATCHED table notifies channel
 `exoprov_changed` (a statement trigger, migration 2). One connection per instance LISTENs
 to it and moves the instance's generation; the instance's own writes move it at their
-commit, before their answer is sent. While that connection is down, generation() is None and
-the download path keeps nothing.
+commit, before their answer is sent. Another instance learns of a change when the
+notification reaches it, a moment after the commit (PostgreSQL sends it to each listening
+session as soon as that session's server process runs): a request it answers within that
+moment may still get the kept answer. While the LISTEN connection is down, generation() is
+None and the download path keeps nothing.
 """
 
 import asyncio
@@ -250,16 +253,16 @@ class PgEngine:
     # -- statements ------------------------------------------------------------------------
 
     async def one(self, sql, *args):
-        async with self._conn() as c:
-            try:
-                return await c.fetchrow(_prepare(sql)[0], *args)
-            except DOWN as exc:
-                raise unavailable(exc) from None
+        return await self._query(sql, args, first=True)
 
     async def all(self, sql, *args):
+        return await self._query(sql, args, first=False)
+
+    async def _query(self, sql, args, first):
         async with self._conn() as c:
+            fetch = c.fetchrow if first else c.fetch
             try:
-                return await c.fetch(_prepare(sql)[0], *args)
+                return await fetch(_prepare(sql)[0], *args)
             except DOWN as exc:
                 raise unavailable(exc) from None
 

@@ -36,31 +36,36 @@ class PgBlobs:
         its chunks kept in a bounded cache: the device download pattern (many devices, the
         same 64 KiB ranges of one firmware) costs no database round trip once warm. None
         when the blob is gone."""
-        out = bytearray()
+        parts = []
         pos, left = first, count
         while left > 0:
-            key = (name, pos // CHUNK)
-            data = self._cache.get(key)
-            if data is None:
-                row = await self.db.one(
-                    "SELECT data FROM blob_chunks WHERE blob = ? AND idx = ?", *key
-                )
-                if row is None:
-                    return None
-                (data,) = row
-                self._cache[key] = data
-                self._cached += len(data)
-                while self._cached > self.CACHE:
-                    self._cached -= len(self._cache.popitem(last=False)[1])
-            else:
-                self._cache.move_to_end(key)
-            part = data[pos % CHUNK : pos % CHUNK + left]
+            data = await self._chunk(name, pos // CHUNK)
+            part = None if data is None else data[pos % CHUNK : pos % CHUNK + left]
             if not part:
-                return None  # shorter than the content row says
-            out += part
+                return None  # gone, or shorter than the content row says
+            parts.append(part)
             pos += len(part)
             left -= len(part)
-        return bytes(out)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _chunk(self, name, idx):
+        """Chunk `idx` of blob `name` from the cache, else from the database (then kept)."""
+        key = (name, idx)
+        data = self._cache.get(key)
+        if data is not None:
+            self._cache.move_to_end(key)
+            return data
+        row = await self.db.one("SELECT data FROM blob_chunks WHERE blob = ? AND idx = ?", *key)
+        if row is None:
+            return None
+        (data,) = row
+        if key not in self._cache:  # another request may have read it meanwhile
+            self._cache[key] = data
+            self._cached += len(data)
+        while self._cached > self.CACHE:
+            _oldest, dropped = self._cache.popitem(last=False)
+            self._cached -= len(dropped)
+        return data
 
     def _background(self, coro):
         """Run `coro` outside the caller's transaction (a fresh context), unawaited."""

@@ -259,16 +259,16 @@ async def sns(request):
         has_prev, has_next = after is not None, len(rows) > PAGE
         rows = rows[:PAGE]
     items = []
-    for sn, extra, rid, state, enabled_at, version, rstate, error, seen in rows:
+    for row in rows:
         items.append(
             {
-                "sn": sn,
-                "extra": "" if model.shared else extra,
-                "status": srv.status(state, enabled_at) if rid else "",
-                "version": version or "",
-                "state": rstate or "",
-                "error": error or "",
-                "last_seen": seen,
+                "sn": row.sn,
+                "extra": "" if model.shared else row.extra,
+                "status": srv.status(row.client_state, row.enabled_at) if row.client_rid else "",
+                "version": row.version or "",
+                "state": row.state or "",
+                "error": row.error or "",
+                "last_seen": row.last_seen,
             }
         )
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -366,8 +366,8 @@ def meta_fields(meta):
 async def content_page(request):
     srv, model, ctx = await _model(request, shared_ok=False)
     items = []
-    for cid, _protected in await srv.store.content_list(model.id):
-        row = await srv.store.content(model.id, cid)
+    for item in await srv.store.content_list(model.id):
+        row = await srv.store.content(model.id, item.cid)
         fields = meta_fields(row["meta"])
         items.append({**row, "sha256": fields.get("sha256", ""),
                       "version": fields.get("version", "")})  # fmt: skip
