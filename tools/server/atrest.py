@@ -15,6 +15,8 @@ import os
 from . import secretkey
 from .secretkey import SecretKeyError
 
+_BATCH = 500  # rows per transaction: other processes on the database are held back briefly
+
 
 async def prepare(store, key_path, seal=True):
     """Attach the key of `key_path` to `store` (creating the file when missing and nothing
@@ -39,22 +41,25 @@ async def prepare(store, key_path, seal=True):
     if not seal:
         return 0
     changed = 0
-    for table, k1, k2, kind, state, secret in rows:
-        if secretkey.is_sealed(secret):
-            continue
-        if table == "tokens":
-            new = keys.seal(secret, f"token:{k1}:{k2}")
-            changed += await store.put_secret(table, k1, k2, secret, new)
-        elif kind == "vendor":
-            new = keys.seal(secret, "client:" + k1)
-            changed += await store.put_secret(table, k1, k2, secret, new)
-        else:  # a device's CIK not yet handed out: forgotten; activation draws another
-            changed += await store.put_secret(
-                table, k1, k2, secret, None, drop_cik=state == "notactivated"
-            )
+    clear = [r for r in rows if not secretkey.is_sealed(r[5])]
+    for at in range(0, len(clear), _BATCH):
+        async with store.tx():
+            for table, k1, k2, kind, state, secret in clear[at : at + _BATCH]:
+                changed += await _seal_row(store, keys, table, k1, k2, kind, state, secret)
     if changed:
         await store.scrub()
     return changed
+
+
+async def _seal_row(store, keys, table, k1, k2, kind, state, secret):
+    if table == "tokens":
+        new = keys.seal(secret, f"token:{k1}:{k2}")
+        return await store.put_secret(table, k1, k2, secret, new)
+    if kind == "vendor":
+        new = keys.seal(secret, "client:" + k1)
+        return await store.put_secret(table, k1, k2, secret, new)
+    # a device's CIK not yet handed out: forgotten; its activation draws another
+    return await store.put_secret(table, k1, k2, secret, None, drop_cik=state == "notactivated")
 
 
 async def rotate(store, key_path):
@@ -70,12 +75,17 @@ async def rotate(store, key_path):
     total = 0
     for _ in range(10):  # again while a running server sealed with an old key meanwhile
         n = 0
-        for table, k1, k2, _kind, _state, secret in await store.secret_rows():
-            if not secretkey.is_sealed(secret) or secretkey.sealed_with(secret) == both.current_id:
-                continue
-            ctx = f"token:{k1}:{k2}" if table == "tokens" else "client:" + k1
-            fresh = both.seal(both.open(secret, ctx), ctx)
-            n += await store.put_secret(table, k1, k2, secret, fresh)
+        old_rows = [
+            r
+            for r in await store.secret_rows()
+            if secretkey.is_sealed(r[5]) and secretkey.sealed_with(r[5]) != both.current_id
+        ]
+        for at in range(0, len(old_rows), _BATCH):
+            async with store.tx():
+                for table, k1, k2, _kind, _state, secret in old_rows[at : at + _BATCH]:
+                    ctx = f"token:{k1}:{k2}" if table == "tokens" else "client:" + k1
+                    fresh = both.seal(both.open(secret, ctx), ctx)
+                    n += await store.put_secret(table, k1, k2, secret, fresh)
         total += n
         if n == 0:
             break
