@@ -10,9 +10,11 @@ import secrets
 import sqlite3
 import stat
 import subprocess
+from types import SimpleNamespace
 
 from conftest import Server, exoprov
 from serverkit import activate, add_content, add_sn, enable, new_model
+from test_server_upgrade import OldServer, old_python  # noqa: F401 (a fixture)
 from uikit import login
 
 
@@ -261,3 +263,46 @@ def test_rotating_the_secret_key_reseals_everything(tmp_path):
     r = exoprov("server", "--db", srv.db, "--port", "0", check=False)
     assert r.returncode == 1 and "does not exist" in r.stderr
     assert not os.path.exists(key)
+
+
+def test_a_database_of_release_0_1_0_is_sealed_at_start(tmp_path, backend, request):
+    """The real earlier release (test_server_upgrade.py installs it) writes vendor CIKs,
+    tokens and a waiting device's CIK in clear, and an activated device's CIK reaches its
+    WAL; the current server's first start leaves none of them in the database."""
+    pg = request.getfixturevalue("pg") if backend == "postgres" else None
+    db = pg.new_database() if pg is not None else tmp_path / "exoprov.db"
+    old = OldServer(request.getfixturevalue("old_python"), tmp_path, db)
+    try:
+        v = old.add_vendor("acme")
+        with old.session(cik=v["cik"]) as s:
+            token = s.post("/provision/admin/auth/", data={"id": "t"}).text
+            model = new_model(s)
+            for sn in ("on", "waiting"):
+                add_sn(s, model, sn)
+                enable(s, model, sn, v["rid"])
+        device = activate(old, "acme", model, "on").text
+        if pg is not None:
+            from pgkit import psql
+
+            waiting = psql(str(db), "SELECT secret FROM clients WHERE state = 'notactivated'")
+        else:
+            with sqlite3.connect(str(db)) as conn:
+                waiting = conn.execute(
+                    "SELECT secret FROM clients WHERE state = 'notactivated'"
+                ).fetchone()[0]
+    finally:
+        old.stop()
+    handed = [v["cik"], token, device, waiting]
+    assert len(waiting) == 40
+    # what the old release left: its vendor CIK, token and waiting CIK readable
+    left = {i for i, _name in _found(_stored(SimpleNamespace(db=db), pg), handed)}
+    assert {0, 1, 3} <= left
+    new = Server(tmp_path, db=db if pg is not None else None)
+    try:  # PostgreSQL's own WAL keeps what it logged then (README): the dump is clean
+        assert _found(_stored(new), handed) == []
+        with new.session(cik=v["cik"]) as s:
+            assert s.get("/provision/admin/auth/t").text == token
+        r = activate(new, "acme", model, "waiting")
+        assert r.status_code == 200 and r.text != waiting
+    finally:
+        new.stop()
