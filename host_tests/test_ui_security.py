@@ -263,10 +263,12 @@ def test_logout_and_expiry_end_a_session(server, world):
     finally:
         db.close()
     assert ui.get("/ui/").status_code == 303
-    # the table holds a hash per session, the vendor and the expiry: no cookie, no CIK
+    # the table holds a hash per session, the vendor, the expiry and the hash of the
+    # credential it logged in with: no cookie, no CIK
     flat = repr(rows)
     assert cookie not in flat and world.a["cik"] not in flat and world.token_a not in flat
-    assert all(len(r) == 3 and re.fullmatch(r"[0-9a-f]{64}", r[0]) for r in rows)
+    assert all(len(r) == 4 and re.fullmatch(r"[0-9a-f]{64}", r[0]) for r in rows)
+    assert all(re.fullmatch(r"[0-9a-f]{64}", r[3]) for r in rows)
 
 
 def test_cookie_attributes_plain_http(server, world):

@@ -679,6 +679,12 @@ class Client:
     def vendor_unregister(self, name):
         self._post_form("/provision/register", [("delete", "true"), ("vendor", name)])
 
+    def vendor_rotate_cik(self):
+        """A new CIK for this vendor (exoprov's POST /exoprov/v1/vendor/cik, with the CIK
+        only): the one this client holds stops working, the vendor's dashboard sessions
+        end. Returns the new CIK (a secret: the caller decides where it goes)."""
+        return self._post_form("/exoprov/v1/vendor/cik", [], expect=(200,)).text.strip()
+
     def token_list(self):
         return self._get_lines("/provision/admin/auth/")
 

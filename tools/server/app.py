@@ -8,7 +8,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from . import auth, content, device, fleetstatus, groups, metrics, models, onep, vendor
-from .auth import MODEL, SHARED, VENDOR
+from .auth import MODEL, SHARED, VENDOR, VENDOR_CIK
 from .guard import BodyTimeout
 from .logs import cred_hash
 from .metrics import METRICS
@@ -57,10 +57,10 @@ ROUTES = [
     ("DELETE", _M + "/share/{model}/{vendor}", vendor.delete_share, MODEL),
     ("GET", _P + "/register", vendor.get_register, None),
     ("POST", _P + "/register", vendor.post_register, None),
-    ("GET", _P + "/admin/auth/", vendor.list_tokens, VENDOR),
-    ("POST", _P + "/admin/auth/", vendor.post_token, VENDOR),
-    ("GET", _P + "/admin/auth/{id}", vendor.get_token, VENDOR),
-    ("DELETE", _P + "/admin/auth/{id}", vendor.delete_token, VENDOR),
+    ("GET", _P + "/admin/auth/", vendor.list_tokens, VENDOR_CIK),
+    ("POST", _P + "/admin/auth/", vendor.post_token, VENDOR_CIK),
+    ("GET", _P + "/admin/auth/{id}", vendor.get_token, VENDOR_CIK),
+    ("DELETE", _P + "/admin/auth/{id}", vendor.delete_token, VENDOR_CIK),
     ("POST", "/onep:v1/stack/alias", onep.write, None),
     ("GET", "/onep:v1/stack/alias", onep.read, None),
     ("POST", "/jsonp/register", onep.jsonp_register, None),
@@ -68,6 +68,7 @@ ROUTES = [
     # exoprov extensions (README): fleet status for `exoprov fleet sn status`, and metrics
     ("GET", "/exoprov/v1/model/{model}/status", fleetstatus.status, SHARED),
     ("GET", "/exoprov/v1/model/{model}/rollout", fleetstatus.rollout, SHARED),
+    ("POST", "/exoprov/v1/vendor/cik", vendor.rotate_cik, VENDOR_CIK),
     ("GET", "/metrics", metrics.handler, None),
 ]
 

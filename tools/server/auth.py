@@ -65,6 +65,17 @@ async def vendor_from(store, cik=None, token=None):
     return Vendor(rid, name)
 
 
+async def vendor_cik(store, request):
+    """The calling vendor from X-Exosite-CIK alone: the Provision API names only the VendorCIK
+    for /provision/admin/auth/, and a token that could mint or read other tokens would let a
+    leaked token outlive its own deletion. A known vendor token gets 403, anything else 401."""
+    cik = _header(request, "X-Exosite-CIK")
+    if cik is None:
+        await vendor(store, request)  # 401 unless it is a known vendor token
+        raise ApiError(403, "this procedure takes the vendor CIK only")
+    return await vendor_from(store, cik=cik)
+
+
 async def client(store, request) -> Client:
     """The client (db.Client) whose CIK is in X-Exosite-CIK; 401 without one."""
     cik = _header(request, "X-Exosite-CIK")
@@ -86,6 +97,7 @@ async def device(store, request) -> Client:
 
 # What a vendor procedure takes, declared per route (app.ROUTES) and checked by guard():
 VENDOR = "vendor"  # the caller's own vendor-level procedure: no X-Exosite-Vendor for another
+VENDOR_CIK = "vendor_cik"  # the same, with the vendor CIK only (a vendor token gets 403)
 MODEL = "model"  # a procedure on one of the caller's models ({model} in the path)
 SHARED = "shared"  # the same, also on a model another vendor shares with the caller
 _ACCESS = "exoprov.access"  # request[_ACCESS]: (Vendor, declaration)
@@ -101,9 +113,11 @@ def guard(handler, access):
 
     @functools.wraps(handler)
     async def guarded(request):
-        caller = await vendor(request.app[SERVER].store, request)
+        store = request.app[SERVER].store
+        who = vendor_cik if access == VENDOR_CIK else vendor
+        caller = await who(store, request)
         other = request.headers.get("X-Exosite-Vendor")
-        if access == VENDOR and other is not None and other != caller.name:
+        if access in (VENDOR, VENDOR_CIK) and other is not None and other != caller.name:
             raise ApiError(403, "shared access does not cover this procedure")
         request[_ACCESS] = (caller, access)
         return await handler(request)
@@ -145,7 +159,7 @@ async def resolve_model(store, caller, name, owner_name=None, shared_ok=False):
             raise ApiError(403, "model not shared with this vendor")
         owner = await store.vendor_by_name(owner_name)
         row = await store.model(owner.rid, name) if owner is not None else None
-        if row is None or not await store.is_shared(row.id, caller.name):
+        if row is None or not await store.is_shared(row.id, caller.rid):
             raise ApiError(403, "model not shared with this vendor")
         return Model(row.id, row.name, owner.rid, caller, True, row)
     row = await store.model(caller.rid, name)

@@ -30,6 +30,7 @@ def _server_args(argv):
         "(default: $EXOPROV_DB)",
     )
     p.add_argument("--blobs", help="content directory (default: <db>.blobs)")
+    _key_arg(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     p.add_argument(
@@ -154,8 +155,37 @@ def _server_args(argv):
     return args
 
 
+def _key_arg(p):
+    p.add_argument(
+        "--secret-key-file",
+        metavar="FILE",
+        help="the key that seals the secrets the database must show again (created 0600 "
+        "when missing; default: $EXOPROV_SECRET_KEY_FILE, else <db>.key for SQLite, "
+        "~/.config/exoprov/secret.key for PostgreSQL). Back it up apart from the database",
+    )
+
+
+def _key_path(args):
+    from .secretkey import default_path
+
+    return args.secret_key_file or default_path(args.db)
+
+
+async def _attach_key(args, store, seal=True):
+    """The secret key on the store; with `seal`, what the database still holds in clear
+    sealed or dropped (atrest.py)."""
+    from . import atrest
+
+    changed = await atrest.prepare(store, _key_path(args), seal=seal)
+    if changed:
+        logging.getLogger("exoprov.server").warning(
+            "sealed or dropped %d secrets the database held in clear", changed
+        )
+
+
 def server_main(argv):
     args = _server_args(argv)
+    os.umask(0o077)  # the database, its WAL, the blobs, the key: the server's user only
     from .logs import setup
 
     setup(args.log_format)
@@ -172,10 +202,16 @@ def server_main(argv):
         logging.getLogger("exoprov.server").warning(
             "serving plain HTTP (no --tls-cert/--tls-key): CIKs and content travel in the clear"
         )
+    from .secretkey import SecretKeyError
+
+    if not storage.is_postgres(args.db):
+        from .atrest import tighten
+
+        tighten(args.db, args.blobs or f"{args.db}.blobs")
     if args.workers > 1:
-        try:  # migrated and swept once, before the workers open their own connections
+        try:  # migrated, sealed and swept once, before the workers open their connections
             asyncio.run(_sweep(args, storage.make_store(args.db)))
-        except OSError as exc:
+        except (OSError, SecretKeyError) as exc:
             sys.stderr.write(f"exoprov server: {exc}\n")
             return 1
         from .workers import supervise
@@ -184,7 +220,7 @@ def server_main(argv):
     _fast_loop()
     try:
         return asyncio.run(_serve(args, storage.make_store(args.db), tls))
-    except OSError as exc:  # the database (storage.start), the port: say what, no traceback
+    except (OSError, SecretKeyError) as exc:  # the database, the key, the port: no traceback
         sys.stderr.write(f"exoprov server: {exc}\n")
         return 1
 
@@ -206,6 +242,7 @@ def _blobs(args, store):
 async def _sweep(args, store):
     await storage.start(store)
     try:
+        await _attach_key(args, store)
         await storage.sweep(_blobs(args, store), store)
     finally:
         await storage.stop(store)
@@ -250,6 +287,7 @@ async def _serve(args, store, tls=None, sock=None, ready=None):
     from .state import Server
 
     await storage.start(store)
+    await _attach_key(args, store, seal=sock is None)  # workers: the supervisor sealed
     blobs = _blobs(args, store)
     if sock is None:  # with workers the supervisor sweeps once, before they start
         await storage.sweep(blobs, store)
@@ -320,19 +358,37 @@ def _admin_args(argv):
           "help": "the server's database (default: $EXOPROV_DB)"}  # fmt: skip
     add.add_argument("--db", **db)
     add.add_argument("--if-missing", action="store_true", help="print an existing vendor")
+    _key_arg(add)
     ls = sub.add_parser("list-vendors", help="vendor names and rids (never CIKs)")
     ls.add_argument("--db", **db)
+    rot = sub.add_parser(
+        "rotate-cik",
+        help="give a vendor a new CIK and print it as JSON (the old one and the vendor's "
+        "dashboard sessions end)",
+    )
+    rot.add_argument("name")
+    rot.add_argument("--db", **db)
+    _key_arg(rot)
+    key = sub.add_parser(
+        "rotate-secret-key",
+        help="seal the database's secrets under a new key, which replaces the old one in "
+        "--secret-key-file",
+    )
+    key.add_argument("--db", **db)
+    _key_arg(key)
     return p.parse_args(argv)
 
 
 def admin_main(argv):
-    return asyncio.run(_admin(_admin_args(argv)))
+    args = _admin_args(argv)
+    os.umask(0o077)  # a database made here is the server's user's only
+    return asyncio.run(_admin(args))
 
 
 async def _admin(args):
-    if args.cmd == "list-vendors" and not (
-        storage.is_postgres(args.db) or os.path.exists(args.db)
-    ):
+    from .secretkey import SecretKeyError
+
+    if args.cmd != "add-vendor" and not (storage.is_postgres(args.db) or os.path.exists(args.db)):
         sys.stderr.write(f"exoprov admin: no database at {storage.describe(args.db)}\n")
         return 1
     try:
@@ -341,14 +397,29 @@ async def _admin(args):
         sys.stderr.write(f"exoprov admin: {exc}\n")
         return 1
     try:
-        if args.cmd == "add-vendor":
-            record = await add_vendor(store, args.name, args.if_missing)
-            print(json.dumps(record))
-        else:
+        if args.cmd == "list-vendors":
             for vendor in await store.vendors():
                 print(f"{vendor.name},{vendor.rid}")
+            return 0
+        if not storage.is_postgres(args.db):
+            from .atrest import tighten
+
+            tighten(args.db)
+        if args.cmd == "rotate-secret-key":
+            from .atrest import rotate
+
+            await _attach_key(args, store)
+            n, old, new = await rotate(store, _key_path(args))
+            print(json.dumps({"resealed": n, "old_keys": old, "key": new}))
+            return 0
+        await _attach_key(args, store)
+        if args.cmd == "add-vendor":
+            record = await add_vendor(store, args.name, args.if_missing)
+        else:
+            record = await rotate_cik(store, args.name)
+        print(json.dumps(record))
         return 0
-    except CliError as exc:
+    except (CliError, SecretKeyError) as exc:
         sys.stderr.write(f"exoprov admin: {exc}\n")
         return 1
     finally:
@@ -368,8 +439,8 @@ async def add_vendor(store, name, if_missing=False):
         if existing is not None:
             if not if_missing:
                 raise CliError(f"vendor {name!r} already exists")
-            client = await store.client(existing.rid)
-            return {"vendor": name, "cik": client.secret, "rid": existing.rid}
+            cik = await store.vendor_cik(existing.rid)
+            return {"vendor": name, "cik": cik, "rid": existing.rid}
         rid, cik = new_rid(), new_cik()
         await store.add_client(rid, None, "vendor", cik, "active")
         try:
@@ -377,3 +448,17 @@ async def add_vendor(store, name, if_missing=False):
         except Duplicate:
             raise CliError(f"vendor {name!r} already exists")
     return {"vendor": name, "cik": cik, "rid": rid}
+
+
+async def rotate_cik(store, name):
+    """`exoprov admin rotate-cik NAME`: the vendor's new CIK (vendor.new_cik)."""
+    from .vendor import new_cik
+
+    try:
+        check_name(name, "vendor name")
+    except ApiError as exc:
+        raise CliError(exc.reason)
+    found = await store.vendor_by_name(name)
+    if found is None:
+        raise CliError(f"no vendor {name!r}")
+    return {"vendor": name, "cik": await new_cik(store, found.rid), "rid": found.rid}

@@ -8,15 +8,15 @@ differently (engine.Dialect); the schema is the numbered list in migrations.py.
 
 Credentials are stored as SHA-256 hashes and looked up by hash. The few secrets the API must
 hand out again (a vendor CIK for `admin add-vendor --if-missing`, a vendor token for
-`GET /provision/admin/auth/<id>`, a device CIK until its one activation) are kept beside
-their hash; a device CIK is dropped once it has been released.
+`GET /provision/admin/auth/<id>`) are kept beside their hash sealed under the server's secret
+key (secretkey.py); a device's CIK is drawn at its activation and only its hash is kept.
 """
 
-import hashlib
 import json
 from typing import NamedTuple
 
 from .engine import Conflict
+from .secretkey import Sealing, lookup_hash
 
 # Bounds on what one serial number or alias may accumulate.
 ACTLOG_KEEP = 200
@@ -53,7 +53,7 @@ class Client(NamedTuple):
     kind: str  # "vendor" or "device"
     state: str  # vendor: "active"; device: notactivated, activated, disabled
     enabled_at: int
-    secret: str | None  # a vendor's CIK; a device's CIK until it is activated
+    secret: str | None  # a vendor's CIK, sealed (secretkey.py); None for a device
 
 
 class VendorRow(NamedTuple):
@@ -151,16 +151,14 @@ class SnPageRow(NamedTuple):
     last_seen: int | None
 
 
-def secret_hash(secret):
-    """The lookup key of a credential: SHA-256 of its UTF-8 bytes, hex."""
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+secret_hash = lookup_hash  # the lookup key of a credential (secretkey.py says why unkeyed)
 
 
 class Duplicate(Exception):
     """A uniqueness rule was broken (the API answers 409)."""
 
 
-class Store:
+class Store(Sealing):
     """The server's storage over one engine (sqlite_engine.SqliteEngine or
     pg_engine.PgEngine); storage.open_store() makes one from a --db value."""
 
@@ -210,8 +208,8 @@ class Store:
             rid,
             parent,
             kind,
-            secret_hash(cik),
-            cik,
+            None if cik is None else secret_hash(cik),
+            self.sealed(cik, "client:" + rid),
             state,
             enabled_at,
         )
@@ -232,25 +230,36 @@ class Store:
         return None if row is None else (row[0] or "")
 
     async def set_client_cik(self, rid, cik, state, enabled_at):
-        """Mint (cik) or drop (cik None) the client's CIK and set its state."""
+        """Set (cik, sealed: a vendor's) or drop (cik None: a device's until its activation
+        draws one) the client's CIK, and set its state."""
         await self.db.run(
             "UPDATE clients SET cik_hash = ?, secret = ?, state = ?, enabled_at = ? WHERE rid = ?",
             None if cik is None else secret_hash(cik),
-            cik,
+            self.sealed(cik, "client:" + rid),
             state,
             enabled_at,
             rid,
         )
 
-    async def release_cik(self, rid):
-        """Activation: the device now holds its CIK, the server forgets the plaintext. True
-        for the one caller that released it."""
+    async def release_cik(self, rid, cik, enabled_at):
+        """Activation: the CIK drawn for the device becomes its own (only its hash is kept).
+        True for the one caller that released it (a conditional UPDATE: one winner), while
+        the client is still the enabled, not activated one that caller saw."""
         n = await self.db.run(
-            "UPDATE clients SET state = 'activated', secret = NULL "
-            "WHERE rid = ? AND state = 'notactivated' AND secret IS NOT NULL",
+            "UPDATE clients SET state = 'activated', cik_hash = ?, secret = NULL "
+            "WHERE rid = ? AND state = 'notactivated' AND enabled_at = ?",
+            secret_hash(cik),
             rid,
+            enabled_at,
         )
         return n == 1
+
+    async def vendor_cik(self, rid):
+        """A vendor's CIK, opened from its sealed copy (None for another client)."""
+        sealed = await self._value(
+            "SELECT secret FROM clients WHERE rid = ? AND kind = 'vendor'", rid
+        )
+        return self.opened(sealed, "client:" + rid)
 
     async def delete_client(self, rid):
         await self.db.run("DELETE FROM clients WHERE rid = ?", rid)
@@ -264,7 +273,13 @@ class Store:
             raise Duplicate(name)
 
     async def delete_vendor_name(self, name, rid):
-        return await self.db.run("DELETE FROM vendors WHERE name = ? AND rid = ?", name, rid)
+        """Unregister; the shares made to this vendor go with its name (a client that
+        registers the name next inherits nothing)."""
+        async with self.tx():
+            n = await self.db.run("DELETE FROM vendors WHERE name = ? AND rid = ?", name, rid)
+            if n:
+                await self.db.run("DELETE FROM shares WHERE vendor_rid = ?", rid)
+        return n
 
     async def vendor_by_name(self, name):
         """VendorRow or None."""
@@ -291,7 +306,7 @@ class Store:
                 vendor_rid,
                 tid,
                 secret_hash(token),
-                token,
+                self.sealed(token, f"token:{vendor_rid}:{tid}"),
             )
         except Conflict:
             raise Duplicate(tid)
@@ -302,9 +317,10 @@ class Store:
         )
 
     async def token_secret(self, vendor_rid, tid):
-        return await self._value(
+        sealed = await self._value(
             "SELECT secret FROM tokens WHERE vendor_rid = ? AND tid = ?", vendor_rid, tid
         )
+        return self.opened(sealed, f"token:{vendor_rid}:{tid}")
 
     async def delete_token(self, vendor_rid, tid):
         return await self.db.run(
@@ -373,39 +389,43 @@ class Store:
             await self.db.run("DELETE FROM models WHERE id = ?", model_id)
         return blobs
 
-    async def shared_models(self, vendor_name):
-        """[SharedModel] shared to `vendor_name`."""
+    async def shared_models(self, vendor_rid):
+        """[SharedModel] shared to vendor `vendor_rid`."""
         return await self._rows(
             SharedModel,
             "SELECT v.name, m.name FROM shares s JOIN models m ON m.id = s.model_id "
-            "JOIN vendors v ON v.rid = m.vendor_rid WHERE s.vendor_name = ? ORDER BY m.id",
-            vendor_name,
+            "JOIN vendors v ON v.rid = m.vendor_rid WHERE s.vendor_rid = ? ORDER BY m.id",
+            vendor_rid,
         )
 
     # -- shares ----------------------------------------------------------------------------
 
+    # A share is kept by the vendor's rid (its identity), named by its current name.
+
     async def share_names(self, model_id):
         return await self._column(
-            "SELECT vendor_name FROM shares WHERE model_id = ? ORDER BY rowid", model_id
+            "SELECT v.name FROM shares s JOIN vendors v ON v.rid = s.vendor_rid "
+            "WHERE s.model_id = ? ORDER BY s.rowid",
+            model_id,
         )
 
-    async def is_shared(self, model_id, vendor_name):
+    async def is_shared(self, model_id, vendor_rid):
         row = await self.db.one(
-            "SELECT 1 FROM shares WHERE model_id = ? AND vendor_name = ?", model_id, vendor_name
+            "SELECT 1 FROM shares WHERE model_id = ? AND vendor_rid = ?", model_id, vendor_rid
         )
         return row is not None
 
-    async def add_share(self, model_id, vendor_name):
+    async def add_share(self, model_id, vendor_rid):
         try:
             await self.db.run(
-                "INSERT INTO shares (model_id, vendor_name) VALUES (?, ?)", model_id, vendor_name
+                "INSERT INTO shares (model_id, vendor_rid) VALUES (?, ?)", model_id, vendor_rid
             )
         except Conflict:
-            raise Duplicate(vendor_name)
+            raise Duplicate(vendor_rid)
 
-    async def delete_share(self, model_id, vendor_name):
+    async def delete_share(self, model_id, vendor_rid):
         return await self.db.run(
-            "DELETE FROM shares WHERE model_id = ? AND vendor_name = ?", model_id, vendor_name
+            "DELETE FROM shares WHERE model_id = ? AND vendor_rid = ?", model_id, vendor_rid
         )
 
     # -- serial numbers --------------------------------------------------------------------
@@ -959,25 +979,70 @@ class Store:
 
     # -- dashboard sessions and pages (tools/server/ui) ------------------------------------
 
-    async def add_ui_session(self, id_hash, vendor_rid, expire, now):
-        """A dashboard session: only the hash of its cookie, the vendor and its expiry."""
+    async def add_ui_session(self, id_hash, vendor_rid, cred_hash, expire, now):
+        """A dashboard session: only the hash of its cookie, the vendor, the hash of the CIK
+        or token it logged in with (the session lives only as long as that credential does)
+        and its expiry."""
         async with self.tx():
             await self.db.run("DELETE FROM ui_sessions WHERE expire <= ?", now)
             await self.db.run(
-                "INSERT INTO ui_sessions (id_hash, vendor_rid, expire) VALUES (?, ?, ?)",
+                "INSERT INTO ui_sessions (id_hash, vendor_rid, cred_hash, expire) "
+                "VALUES (?, ?, ?, ?)",
                 id_hash,
                 vendor_rid,
+                cred_hash,
                 expire,
             )
 
     async def ui_session(self, id_hash, now):
-        """The vendor rid of an unexpired session, or None."""
+        """The vendor rid of an unexpired session whose credential still stands (the vendor's
+        CIK unchanged, or its token not deleted), or None."""
         return await self._value(
-            "SELECT vendor_rid FROM ui_sessions WHERE id_hash = ? AND expire > ?", id_hash, now
+            "SELECT s.vendor_rid FROM ui_sessions s WHERE s.id_hash = ? AND s.expire > ? AND ("
+            "EXISTS (SELECT 1 FROM clients c WHERE c.rid = s.vendor_rid "
+            "AND c.cik_hash = s.cred_hash) OR EXISTS (SELECT 1 FROM tokens t "
+            "WHERE t.vendor_rid = s.vendor_rid AND t.token_hash = s.cred_hash))",
+            id_hash,
+            now,
         )
 
     async def delete_ui_session(self, id_hash):
         return await self.db.run("DELETE FROM ui_sessions WHERE id_hash = ?", id_hash)
+
+    async def delete_ui_sessions_of(self, vendor_rid):
+        return await self.db.run("DELETE FROM ui_sessions WHERE vendor_rid = ?", vendor_rid)
+
+    # -- secrets at rest (atrest.py) -------------------------------------------------------
+
+    async def secret_rows(self):
+        """[(table, key 1, key 2, kind, state, secret)] of every stored secret: clients by
+        rid, tokens by (vendor rid, token id)."""
+        return await self.db.all(
+            "SELECT 'clients', rid, '', kind, state, secret FROM clients "
+            "WHERE secret IS NOT NULL UNION ALL "
+            "SELECT 'tokens', vendor_rid, tid, '', '', secret FROM tokens"
+        )
+
+    async def put_secret(self, table, k1, k2, old, new, drop_cik=False):
+        """Replace a secret that still is `old`; drop_cik: the client's CIK hash too.
+        Returns 1 if it was replaced."""
+        if table == "tokens":
+            return await self.db.run(
+                "UPDATE tokens SET secret = ? WHERE vendor_rid = ? AND tid = ? AND secret = ?",
+                new,
+                k1,
+                k2,
+                old,
+            )
+        drop = ", cik_hash = NULL" if drop_cik else ""
+        return await self.db.run(
+            f"UPDATE clients SET secret = ?{drop} WHERE rid = ? AND secret = ?", new, k1, old
+        )
+
+    async def scrub(self):
+        """Have the engine rewrite what holds the two tables, so that no old page or row
+        version keeps what put_secret replaced."""
+        await self.db.compact(("clients", "tokens"))
 
     async def sn_count(self, model_id):
         return await self._value("SELECT COUNT(*) FROM sns WHERE model_id = ?", model_id)

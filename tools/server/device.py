@@ -4,7 +4,7 @@ from aiohttp import web
 
 from . import auth, content, fleetstatus, metrics
 from .snranges import any_contains
-from .state import SERVER, log, peer, reached
+from .state import SERVER, log, new_cik, peer, reached
 from .util import ApiError, check_name, csv, is_true, one, query, read_form, text
 
 _FAILED = (400, 403, 404, 409)
@@ -52,14 +52,12 @@ async def _activate(srv, form, conn, request=None):
     if status != "notactivated":
         why = "disabled" if client.state == "disabled" else "activation window expired"
         await _refuse(srv, model.id, sn, conn, why)
-    cik = client.secret
+    cik = new_cik()  # drawn now: until this answer, no one (the database neither) holds it
     async with store.tx():
-        # checked again inside the write transaction: another worker or instance on the
-        # same database may have released this CIK since the read above
-        fresh = await store.client(client.rid)
-        released = fresh is not None and fresh.state == "notactivated" and fresh.secret == cik
-        # between instances the conditional UPDATE decides (one winner)
-        released = released and await store.release_cik(client.rid)
+        # a conditional UPDATE, inside the write transaction: another worker or instance on
+        # the same database may have activated, disabled or regenerated this client since
+        # the read above (between instances it decides: one winner)
+        released = await store.release_cik(client.rid, cik, client.enabled_at)
         if released:
             await store.log_activation(model.id, sn, srv.now(), conn, "activated")
     if not released:

@@ -64,5 +64,9 @@ class Engine(Protocol):
         migrations.WATCHED, by this process or any other on the same database; None while
         the engine cannot tell (then nothing may be kept)."""
 
+    async def compact(self, tables: Sequence[str]) -> None:
+        """Rewrite the storage of `tables` (outside any transaction) so that no free page,
+        old row version or log frame keeps a value that was replaced (secrets at rest)."""
+
     def migration_lock(self) -> AsyncContextManager[None]:
         """A transaction that only one process at a time holds (the migrations run in it)."""

@@ -71,6 +71,7 @@ PROCEDURES = {
     ("GET", "/jsonp"): "jsonp",
     ("GET", "/exoprov/v1/model/{model}/status"): "fleet_status",
     ("GET", "/exoprov/v1/model/{model}/rollout"): "fleet_rollout",
+    ("POST", "/exoprov/v1/vendor/cik"): "vendor_rotate_cik",
     ("GET", "/metrics"): "metrics",
 }
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)

@@ -253,9 +253,29 @@ END $$;
     for table in WATCHED
 )
 
+# Sessions bound to the credential they logged in with (the sessions of before, bound to
+# nothing, end); shares kept by the vendor's rid instead of its name (a freed name carries
+# none). The secrets themselves are sealed at start by atrest.py, which needs the key.
+_V3 = """
+ALTER TABLE ui_sessions ADD COLUMN cred_hash TEXT;
+DELETE FROM ui_sessions;
+CREATE TABLE shares_by_rid (
+    {rowid}
+    model_id {int} NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    vendor_rid TEXT NOT NULL,
+    PRIMARY KEY (model_id, vendor_rid)
+);
+INSERT INTO shares_by_rid (model_id, vendor_rid)
+    SELECT s.model_id, v.rid FROM shares s JOIN vendors v ON v.name = s.vendor_name
+    ORDER BY s.rowid;
+DROP TABLE shares;
+ALTER TABLE shares_by_rid RENAME TO shares;
+"""
+
 MIGRATIONS = [
     Migration(1, "the schema of release 0.1.0", _V1, sqlite=_V1_SQLITE, postgres=_V1_POSTGRES),
     Migration(2, "change notification on PostgreSQL", postgres=_V2_POSTGRES),
+    Migration(3, "sessions bound to their credential; shares by vendor rid", _V3),
 ]
 
 _TABLE = """

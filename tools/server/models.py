@@ -5,7 +5,7 @@ from urllib.parse import urlencode
 
 from . import auth, snranges
 from .db import Duplicate
-from .state import SERVER, log, new_cik, new_rid
+from .state import SERVER, log, new_rid
 from .util import (
     CSV_CAP,
     ApiError,
@@ -60,7 +60,7 @@ async def list_models(request):
     only(q, "show")
     show = one(q, "show")
     if show == "shared":
-        shared = await srv.store.shared_models(caller.name)
+        shared = await srv.store.shared_models(caller.rid)
         return csv([f"{s.owner},{s.model}" for s in shared])
     if show is not None:
         raise ApiError(400, "unknown show")
@@ -366,7 +366,7 @@ async def set_sn(srv, model, sn, action, owner=None, oldsn=None):
     _share_guard(model, row)
     if row is None or not row.client_rid:
         raise ApiError(409, "serial number was never enabled")
-    await srv.store.set_client_cik(row.client_rid, new_cik(), "notactivated", srv.now())
+    await srv.store.set_client_cik(row.client_rid, None, "notactivated", srv.now())
     log.info("model %s: client %s regenerated", model.id, row.client_rid[:8])
     return None
 
@@ -379,7 +379,7 @@ async def _create_client(srv, model, sn, row, owner):
     rid = new_rid()
     async with srv.store.tx():
         await srv.store.ensure_sn(model.id, sn)
-        await srv.store.add_client(rid, owner, "device", new_cik(), "notactivated", srv.now())
+        await srv.store.add_client(rid, owner, "device", None, "notactivated", srv.now())
         await srv.store.set_sn_client(model.id, sn, rid, model.caller.rid)
     log.info("model %s: client %s created", model.id, rid[:8])
     return rid
@@ -398,7 +398,7 @@ async def _remap(srv, model, sn, row, oldsn):
         await srv.store.ensure_sn(model.id, sn)
         await srv.store.set_sn_client(model.id, oldsn, None, None)
         await srv.store.set_sn_client(model.id, sn, old.client_rid, model.caller.rid)
-        await srv.store.set_client_cik(old.client_rid, new_cik(), "notactivated", srv.now())
+        await srv.store.set_client_cik(old.client_rid, None, "notactivated", srv.now())
     log.info("model %s: client %s remapped", model.id, old.client_rid[:8])
     return None
 

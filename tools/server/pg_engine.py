@@ -306,6 +306,15 @@ class PgEngine:
             else:
                 cur[1] = True
 
+    async def compact(self, tables):
+        """VACUUM FULL: each table rewritten without its dead row versions."""
+        async with self._conn() as c:
+            try:
+                for table in tables:
+                    await c.execute(f"VACUUM FULL {table}")
+            except DOWN as exc:
+                raise unavailable(exc) from None
+
     async def script(self, ddl):
         async with self._conn() as c:
             try:

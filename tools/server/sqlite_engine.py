@@ -7,10 +7,13 @@ The change counter is a one-row table moved by triggers (migration 1), read per 
 """
 
 import contextlib
+import logging
 import sqlite3
 
 from . import migrations
 from .engine import Conflict, Dialect
+
+log = logging.getLogger("exoprov.server")
 
 DIALECT = Dialect(
     name="sqlite",
@@ -47,6 +50,9 @@ class SqliteEngine:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute("PRAGMA busy_timeout=5000")
+        # what a row held is zeroed in its page when it is deleted or rewritten, where that
+        # costs no extra write: a sealed token deleted leaves nothing behind in free space
+        self.db.execute("PRAGMA secure_delete=FAST")
         await migrations.migrate(self)
 
     async def aclose(self):
@@ -94,6 +100,15 @@ class SqliteEngine:
     async def script(self, ddl):
         for stmt in _statements(ddl):
             self.db.execute(stmt)
+
+    async def compact(self, tables):
+        """The whole file rewritten (VACUUM), then the WAL, whose frames held the old pages
+        too, checkpointed and emptied."""
+        try:
+            self.db.execute("VACUUM")
+        except sqlite3.OperationalError as exc:  # another instance reading the file
+            log.warning("could not VACUUM the database (%s): run the server alone once", exc)
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def generation(self):
         return self.db.execute("SELECT n FROM generation").fetchone()[0]

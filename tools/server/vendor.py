@@ -2,12 +2,20 @@
 
 import secrets
 
-from . import auth
+from . import auth, state
 from .db import Duplicate
 from .state import SERVER, log
 from .util import ApiError, check_name, csv, done, is_true, one, only, read_form, text
 
 # -- /provision/manage/share/<model>/ ------------------------------------------------------
+# A share is kept by the vendor's identity (its rid), not its name: a name unregistered and
+# taken by another client carries no share over (the store drops them on unregister too).
+
+
+async def _share_rid(srv, name):
+    """The rid of the vendor a share names, or None when no vendor has that name."""
+    found = await srv.store.vendor_by_name(name)
+    return None if found is None else found.rid
 
 
 async def list_shares(request):
@@ -21,16 +29,17 @@ async def post_share(request):
     form = await read_form(request)
     only(form, "vendor", "delete")
     name = check_name(one(form, "vendor"), "vendor")
+    rid = await _share_rid(srv, name)
     if is_true(form, "delete"):
-        if not await srv.store.delete_share(model.id, name):
+        if rid is None or not await srv.store.delete_share(model.id, rid):
             raise ApiError(404, "model not shared with this vendor")
         return done()
     if name == caller.name:
         raise ApiError(400, "a model cannot be shared with its own vendor")
-    if await srv.store.vendor_by_name(name) is None:
+    if rid is None:
         raise ApiError(404, "no such vendor")
     try:
-        await srv.store.add_share(model.id, name)
+        await srv.store.add_share(model.id, rid)
     except Duplicate:
         raise ApiError(409, "model already shared with this vendor")
     return done()
@@ -38,16 +47,16 @@ async def post_share(request):
 
 async def get_share(request):
     srv, model = request.app[SERVER], await auth.model_of(request)
-    name = check_name(request.match_info["vendor"], "vendor")
-    if not await srv.store.is_shared(model.id, name):
+    rid = await _share_rid(srv, check_name(request.match_info["vendor"], "vendor"))
+    if rid is None or not await srv.store.is_shared(model.id, rid):
         raise ApiError(404, "model not shared with this vendor")
     return csv([], empty_status=204)
 
 
 async def delete_share(request):
     srv, model = request.app[SERVER], await auth.model_of(request)
-    name = check_name(request.match_info["vendor"], "vendor")
-    if not await srv.store.delete_share(model.id, name):
+    rid = await _share_rid(srv, check_name(request.match_info["vendor"], "vendor"))
+    if rid is None or not await srv.store.delete_share(model.id, rid):
         raise ApiError(404, "model not shared with this vendor")
     return done()
 
@@ -145,3 +154,26 @@ async def delete_token(request):
     if not await srv.store.delete_token(caller.rid, tid):
         raise ApiError(404, "no such token")
     return done()
+
+
+# -- exoprov extension: the vendor's CIK rotated -------------------------------------------
+
+
+async def new_cik(store, rid):
+    """A new CIK for vendor `rid` (the old one stops working at once) and the end of its
+    dashboard sessions (those logged in with a token too: a rotation answers a leak)."""
+    cik = state.new_cik()
+    async with store.tx():
+        await store.set_client_cik(rid, cik, "active", 0)
+        await store.delete_ui_sessions_of(rid)
+    log.info("vendor %s: CIK rotated", rid[:8])
+    return cik
+
+
+async def rotate_cik(request):
+    """POST /exoprov/v1/vendor/cik, with the vendor CIK only (as /provision/admin/auth/):
+    answers the new CIK."""
+    srv, caller = request.app[SERVER], auth.caller(request)
+    form = await read_form(request)
+    only(form)
+    return text(await new_cik(srv.store, caller.rid))

@@ -1,4 +1,4 @@
-"""`exoprov fleet vendor`: the vendor name registered to your CIK."""
+"""`exoprov fleet vendor`: the vendor name registered to your CIK, and the CIK's rotation."""
 
 from ..output import Done, Table
 
@@ -19,6 +19,10 @@ def vendor_unregister(c, a):
     return Done(f"unregistered vendor name {a.name}", vendor=a.name)
 
 
+def vendor_rotate_cik(c, a):
+    return Table(["cik"], [[c.vendor_rotate_cik()]])
+
+
 def register(f):
     """Add the commands of this family to `f` (a common.Family)."""
     f.command("show", vendor_show, "read the vendor name", "your vendor name", listing=True)
@@ -27,3 +31,11 @@ def register(f):
         ("unregister", vendor_unregister, "drop a vendor name"),
     ):
         f.command(name, func, name + " vendor name {name}", text).add_argument("name")
+    f.command(
+        "rotate-cik",
+        vendor_rotate_cik,
+        "rotate the vendor CIK",
+        "give your vendor a new CIK and print it (the one used here stops working, "
+        "and your dashboard sessions end): keep it where the old one was",
+        listing=True,
+    )

@@ -10,7 +10,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from .. import auth, content, models
-from ..state import SERVER
+from ..state import SERVER, peer
 from ..util import ApiError, check_name, check_text, one, query, read_form
 from . import chart, session
 
@@ -101,6 +101,8 @@ async def guard(request, handler):
     except ApiError as exc:
         resp = _render("error.html", request, {"status": exc.status, "reason": exc.reason},
                        exc.status)  # fmt: skip
+        for key, value in (exc.headers or {}).items():  # Retry-After of a 429
+            resp.headers[key] = value
     return _secured(resp)
 
 
@@ -146,7 +148,14 @@ async def _login_form(request, error, status):
 
 
 async def login(request):
+    """Log in with a vendor CIK or token. A wrong one counts as a failure of the caller's
+    address in the limiter that counts failed activations (shared by workers and instances):
+    past the limit every login from there is 429 with Retry-After, the right one too."""
     srv = request.app[SERVER]
+    address, _conn = peer(request)
+    wait = await srv.limiter.retry_after(address)
+    if wait:
+        raise ApiError(429, "too many failed logins: try again later", {"Retry-After": str(wait)})
     form = await read_form(request)
     pre = session.cookie(request, session.LOGIN_COOKIE)
     if pre is None or not session.same(one(form, "csrf"), session.token(pre, "login")):
@@ -161,9 +170,10 @@ async def login(request):
             except ApiError:
                 continue
     if vendor is None:
+        await srv.limiter.failed(address)
         return await _login_form(request, "Unknown vendor CIK or token.", 401)
     resp = _redirect("/ui/")
-    await session.start(srv, request, resp, vendor)
+    await session.start(srv, request, resp, vendor, credential)
     return resp
 
 
@@ -189,7 +199,7 @@ async def home(request):
             }
         )
     shared = [
-        {"owner": s.owner, "name": s.model} for s in await srv.store.shared_models(vendor.name)
+        {"owner": s.owner, "name": s.model} for s in await srv.store.shared_models(vendor.rid)
     ]
     return _render("models.html", request, {"own": own, "shared": shared})
 

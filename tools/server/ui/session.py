@@ -1,5 +1,6 @@
-"""Dashboard sessions: a random cookie, of which the store keeps only a hash, the vendor rid
-and the expiry (never the CIK or token used to log in); CSRF tokens derived from it.
+"""Dashboard sessions: a random cookie, of which the store keeps only a hash, the vendor rid,
+the expiry and the hash of the CIK or token used to log in (the session ends with that
+credential); CSRF tokens derived from it.
 
 The cookie is HttpOnly, SameSite=Strict, scoped to /ui/, and Secure when the request came
 over TLS (directly or through a proxy that says X-Forwarded-Proto: https). Every POST carries
@@ -58,11 +59,15 @@ def cookie(request, name):
     return value
 
 
-async def start(srv, request, response, vendor):
-    """A new session for `vendor` (a fresh id: nothing from before the login carries over)."""
+async def start(srv, request, response, vendor, credential):
+    """A new session for `vendor` (a fresh id: nothing from before the login carries over),
+    bound to the CIK or token it logged in with: once that token is deleted or that CIK
+    rotated, the store no longer finds the session."""
     sid = secrets.token_urlsafe(32)
     now = srv.now()
-    await srv.store.add_ui_session(secret_hash(sid), vendor.rid, now + LIFETIME, now)
+    await srv.store.add_ui_session(
+        secret_hash(sid), vendor.rid, secret_hash(credential), now + LIFETIME, now
+    )
     set_cookie(request, response, COOKIE, sid, LIFETIME)
     clear_cookie(response, LOGIN_COOKIE)
 
