@@ -15,6 +15,7 @@ import pytest
 import requests
 from agentkit import agent_config, run_agent
 from exoprov.fleet.client import Client
+from exoprov.fleet.errors import Conflict
 
 from tools.harness.cluster import Cluster, render
 
@@ -204,9 +205,27 @@ def test_downloads_from_nginx_cache_answer_as_an_instance_does(cluster):
     assert a.status_code == 401
 
 
+def _fleet(cluster, name, model):
+    """A vendor's client over TLS with `model` created."""
+    vendor = cluster.add_vendor(name)
+    fleet = Client(cluster.url, cik=vendor["cik"], ca_file=cluster.ca)
+    fleet.setup(model)
+    return vendor, fleet
+
+
+def _content(fleet, model, cid, data, version):
+    """Content `cid` created unless it exists, then its blob replaced in place (no delete
+    between: devices see one content whose ETag changes)."""
+    try:
+        fleet.content_create(model, cid, meta=f"version={version}")
+    except Conflict:
+        pass
+    fleet.content_upload(model, cid, data)
+
+
 def _activate_direct(cluster, vendor, model, sn, fleet):
-    fleet.add_sn(model, sn)
-    fleet.enable(model, sn)
+    fleet.sn_add(model, sn)
+    fleet.sn_enable(model, sn, vendor["rid"])
     form = {"vendor": vendor["vendor"], "model": model, "sn": sn}
     hdr = {"X-Forwarded-For": "192.0.2.8"}  # not 127.0.0.1's count of failed activations
     r = requests.post(cluster.servers[0].url + "/provision/activate", data=form, headers=hdr,
@@ -247,9 +266,7 @@ def test_content_replaced_while_devices_download(slow_grants):
     import threading
 
     cluster = slow_grants
-    vendor = cluster.add_vendor("nginxrace")
-    fleet = TlsFleet(cluster.url, vendor, cluster.ca)
-    fleet.model("rm")
+    vendor, fleet = _fleet(cluster, "nginxrace", "rm")
     size = 3 * 1024 * 1024 + 77  # four slices
     PROBED = 3 * 1024 * 1024  # the last one's first byte
     images = {}  # ETag -> bytes
@@ -258,12 +275,12 @@ def test_content_replaced_while_devices_download(slow_grants):
 
     def upload(i):
         data = bytes([i]) * 16 + os.urandom(size - 16)
-        fleet.content("rm", "fw", data, version=i)
+        _content(fleet, "rm", "fw", data, version=i)
         r = requests.head(direct + q, headers={"X-Exosite-CIK": ciks[0]}, timeout=30)
         images[r.headers["ETag"]] = data
 
     ciks = []
-    fleet.content("rm", "fw", b"placeholder", version=0)
+    _content(fleet, "rm", "fw", b"placeholder", version=0)
     for i in range(4):
         ciks.append(_activate_direct(cluster, vendor, "rm", f"r{i}", fleet))
     stop = threading.Event()
@@ -339,11 +356,9 @@ def test_grant_is_asked_for_the_path_nginx_matched(cluster):
     """A path with dot segments that nginx normalises to /provision/download: the grant is
     asked for /provision/download too, not for the raw path (which the instance routes
     elsewhere), so a request without a valid CIK gets no content."""
-    vendor = cluster.add_vendor("nginxdots")
-    fleet = TlsFleet(cluster.url, vendor, cluster.ca)
-    fleet.model("dm")
+    vendor, fleet = _fleet(cluster, "nginxdots", "dm")
     secret = os.urandom(5000)
-    fleet.content("dm", "fw", secret, version=1)
+    _content(fleet, "dm", "fw", secret, version=1)
     ctx = ssl.create_default_context(cafile=cluster.ca)
     port = int(cluster.url.rsplit(":", 1)[1])
     paths = ("/ui/static/../../provision/download", "/ui//../provision/download",
@@ -369,19 +384,17 @@ def test_an_answer_across_two_slices_holds_one_upload(slow_grants):
     one upload (here: the answer is cut off, and asked again later), never the first slice's
     bytes followed by the new upload's."""
     cluster = slow_grants
-    vendor = cluster.add_vendor("nginxsplice")
-    fleet = TlsFleet(cluster.url, vendor, cluster.ca)
-    fleet.model("sm")
-    fleet.content("sm", "fw", b"0", version=0)
+    vendor, fleet = _fleet(cluster, "nginxsplice", "sm")
+    _content(fleet, "sm", "fw", b"0", version=0)
     cik = _activate_direct(cluster, vendor, "sm", "s1", fleet)
     old, new = b"A" * (2 << 20), b"B" * (2 << 20)
-    fleet.content("sm", "fw", old, version=1)
+    _content(fleet, "sm", "fw", old, version=1)
     url = cluster.url + "/provision/download?vendor=nginxsplice&model=sm&id=fw"
     hdr = {"X-Exosite-CIK": cik}
     r = requests.get(url, headers={**hdr, "Range": "bytes=0-9"}, verify=cluster.ca, timeout=30)
     assert r.content == b"A" * 10  # the grant (3 s) and the first slice are nginx's now
     etag = r.headers["ETag"]
-    fleet.content("sm", "fw", new, version=2)
+    _content(fleet, "sm", "fw", new, version=2)
     for if_range in (etag, None):
         h = {**hdr, "Range": "bytes=1048000-1049000"}
         if if_range:
