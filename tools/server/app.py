@@ -6,7 +6,7 @@ import logging
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from . import auth, content, device, fleetstatus, groups, metrics, models, onep, vendor
+from . import auth, content, device, fleetstatus, groups, metrics, models, onep, rollouts, vendor
 from .auth import MODEL, SHARED, VENDOR
 from .logs import cred_hash
 from .metrics import METRICS
@@ -66,6 +66,10 @@ ROUTES = [
     # exoprov extensions (README): fleet status for `exoprov fleet sn status`, and metrics
     ("GET", "/exoprov/v1/model/{model}/status", fleetstatus.status, SHARED),
     ("GET", "/exoprov/v1/model/{model}/rollout", fleetstatus.rollout, SHARED),
+    # staged rollouts: the model's owner only
+    ("GET", "/exoprov/v1/model/{model}/rollouts/", rollouts.list_handler, MODEL),
+    ("GET", "/exoprov/v1/model/{model}/rollouts/{id}", rollouts.get_handler, MODEL),
+    ("POST", "/exoprov/v1/model/{model}/rollouts/{id}/{action}", rollouts.post_handler, MODEL),
     ("GET", "/metrics", metrics.handler, None),
 ]
 
@@ -148,6 +152,8 @@ def make_app(server, metrics_token=None):
     app[METRICS] = metrics.LAST = metrics.Metrics(metrics_token)
     app[fleetstatus.SEEN] = fleetstatus.Seen()
     app[device.GRANTS] = device.Grants()
+    app[rollouts.TOOK] = rollouts.Took()
+    app.cleanup_ctx.append(rollouts.ticker)  # the soak times passing
     app.on_response_prepare.append(_server_header)
     for method, path, handler, access in ROUTES:
         app.router.add_route(method, path, auth.guard(handler, access))
