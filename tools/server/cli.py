@@ -90,6 +90,14 @@ def _server_args(argv):
         help="/metrics asks for `Authorization: Bearer TOKEN` (default: the environment's "
         "EXOPROV_METRICS_TOKEN; without a token /metrics answers loopback clients only)",
     )
+    p.add_argument(
+        "--rollout-check",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often running rollouts are checked for a soak time that has passed (reports "
+        "are acted on at once; default 2)",
+    )
     args = p.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error("--tls-cert and --tls-key go together")
@@ -214,6 +222,7 @@ async def _serve(args, store, tls=None, sock=None, ready=None):
         read_idle=args.read_timeout,
         trusted=args.trusted,
     )
+    server.rollout_tick = max(args.rollout_check, 0.05)
     runner = web.AppRunner(
         make_app(server, metrics_token=args.metrics_token),
         handle_signals=False,

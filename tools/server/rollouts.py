@@ -168,7 +168,7 @@ async def tick(srv):
 
 async def ticker(app):
     srv = app[SERVER]
-    every = getattr(srv, "rollout_tick", TICK)
+    every = getattr(srv, "rollout_tick", TICK) or TICK
     await rollstore.ensure(srv.store)
 
     async def loop():
