@@ -202,3 +202,21 @@ def test_only_the_owner_acts(server, vendor, vclient, fleet):
     r = vclient.post(_roll(model) + "x/start", json={"waves": "50,10"})
     assert r.status_code == 400 and "increase" in r.text
     assert vclient.post(_roll(model) + "x/start", json={"soak": "5 min"}).status_code == 400
+
+
+def test_metrics_gauges(server, vendor, vclient, fleet):
+    model, ciks = fleet
+    _held(vclient, model, "m-fw")
+    assert _start(vclient, model, "m-fw", waves="50,100", min_devices=100).status_code == 200
+    inside = [sn for sn in sorted(ciks) if rollpolicy.in_wave("m-fw", sn, 50)]
+    for sn in inside[:2]:
+        _get(server, ciks[sn], model, vendor["vendor"], "m-fw")
+    _report(server, ciks[inside[0]], state="active", content="m-fw:1")
+    _report(server, ciks[inside[1]], state="failed", content="fw1:1")
+    with server.session() as s:
+        text = s.get("/metrics").text
+    labels = f'content="m-fw",model="{model}"'
+    assert f'exoprov_rollout_state{{{labels},state="running"}} 1.0' in text
+    assert f"exoprov_rollout_wave_percent{{{labels}}} 50.0" in text
+    for state, n in (("active", 1), ("failed", 1), ("took", 2)):
+        assert f'exoprov_rollout_devices{{{labels},state="{state}"}} {n}.0' in text
