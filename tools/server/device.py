@@ -164,10 +164,11 @@ async def download(request):
         grants.put(gen, key, (model_id, sn, row))
     if roll is None:
         return await content.send(request, srv, row)
-    if request.method != "HEAD":  # a byte of it is on its way: this device took it
-        await rollouts.downloading(request, srv, model_id, sn, cid, roll)
+    # This device takes it (the blast radius): a GET, or the HEAD with which deploy/nginx
+    # asks before it serves the bytes from its own cache (the instance sees no GET then).
+    await rollouts.downloading(request, srv, model_id, sn, cid, roll)
     resp = await content.send(request, srv, row)
-    if not rollouts.cacheable(roll):
+    if request.method == "HEAD" and not rollouts.cacheable(roll):
         # deploy/nginx keeps a HEAD's yes as a grant for its TTL: never for content a
         # rollout may still withdraw (abort) from the devices it was offered to
         resp.headers["X-Accel-Expires"] = "0"
