@@ -224,3 +224,61 @@ def test_metrics_gauges(server, vendor, vclient, fleet):
     assert f"exoprov_rollout_wave_percent{{{labels}}} 50.0" in text
     for state, n in (("active", 1), ("failed", 1), ("took", 2)):
         assert f'exoprov_rollout_devices{{{labels},state="{state}"}} {n}.0' in text
+
+
+def test_decisions_are_made_once_by_racing_instances(backend, request, tmp_path):
+    """Two instances and a --workers 2 server on one database, every report of a wave sent to
+    them at once: each wave starts once and the pause is decided once (rollout_events)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import Server
+
+    db = request.getfixturevalue("pg").new_database() if backend == "postgres" else None
+    first = Server(tmp_path / "a", "--activation-limit", "0", db=db)
+    db = db or first.db
+    servers = [first]
+    try:
+        servers.append(Server(tmp_path / "b", "--activation-limit", "0", db=db))
+        servers.append(Server(tmp_path / "c", "--workers", "2", "--activation-limit", "0", db=db))
+        vendor = first.add_vendor()
+        with first.session(cik=vendor["cik"]) as v:
+            model = new_model(v)
+            ciks = {f"x{i:03d}": device(first, vendor, v, model, f"x{i:03d}") for i in range(60)}
+            _held(v, model, "good")
+            assert _start(v, model, "good", waves="10,50,100").status_code == 200
+            _held(v, model, "bad")
+            r = _start(v, model, "bad", waves="100", min_devices=1, max_failures=1)
+            assert r.status_code == 200
+
+        def report(job):
+            i, (sn, fields) = job
+            srv = servers[i % len(servers)]
+            with srv.session(cik=ciks[sn]) as d:
+                assert d.post(ALIAS, data=fields).status_code == 204
+
+        def race(jobs):
+            with ThreadPoolExecutor(12) as ex:
+                list(ex.map(report, enumerate(jobs)))
+
+        for pct in (10, 50, 100):  # the whole wave reports active at once, on every instance
+            inside = [sn for sn in ciks if rollpolicy.in_wave("good", sn, pct)]
+            race([(sn, {"state": "active", "content": "good:1"}) for sn in inside] * 2)
+        # every device refuses "bad" at once (a refusal counts without a download)
+        race([(sn, {"state": "refused", "content": "good:1"}) for sn in ciks])
+        with first.session(cik=vendor["cik"]) as v:
+            good, bad = _status(v, model, "good"), _status(v, model, "bad")
+        assert good["state"] == "done" and good["counts"] == {"active": 60}
+        assert sorted(e["what"].split(" (")[0] for e in good["events"]) == [
+            "done",
+            "start wave 0",
+            "wave 1",
+            "wave 2",
+        ]
+        assert bad["state"] == "paused"
+        assert [e["what"].split(" (")[0].split(":")[0] for e in bad["events"]] == [
+            "paused",
+            "start wave 0",
+        ]
+    finally:
+        for srv in servers:
+            srv.stop()
