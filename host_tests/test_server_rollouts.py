@@ -283,3 +283,27 @@ def test_decisions_are_made_once_by_racing_instances(backend, request, tmp_path)
     finally:
         for srv in servers:
             srv.stop()
+
+
+def test_group_rollout_offers_to_its_members_only(server, vendor, vclient, fleet):
+    model, ciks = fleet
+    members = sorted(ciks)[:10]
+    r = vclient.post(f"/provision/manage/group/{model}/", data={"id": "canary"})
+    assert r.status_code == 205, r.text
+    r = vclient.post(
+        f"/provision/manage/group/{model}/canary/",
+        data={"type": "sn", "id[]": members},
+    )
+    assert r.status_code == 205, r.text
+    _held(vclient, model, "g-fw")
+    assert _start(vclient, model, "g-fw", group="nosuch").status_code == 404
+    r = _start(vclient, model, "g-fw", waves="100", group="canary", success=100)
+    assert r.status_code == 200 and r.json()["wave_size"] == len(members)
+    for sn, cik in ciks.items():
+        assert ("g-fw" in _lists(server, cik, model, vendor["vendor"])) == (sn in members)
+    for sn in members:
+        _report(server, ciks[sn], state="active", content="g-fw:1")
+    st = _status(vclient, model, "g-fw")
+    assert st["state"] == "done" and st["counts"] == {"active": len(members)}
+    for sn, cik in ciks.items():  # done: still the group's only
+        assert ("g-fw" in _lists(server, cik, model, vendor["vendor"])) == (sn in members)

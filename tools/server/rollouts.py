@@ -156,7 +156,7 @@ async def decide(srv, model_id, row):
 
 
 async def wave_size(srv, model_id, cid, gid, pct):
-    sns = await rollstore.population(srv.store, model_id, gid)
+    sns = await rollstore.population(srv.store, model_id, gid, srv.now())
     return sum(1 for sn in sns if rollpolicy.in_wave(cid, sn, pct))
 
 
@@ -228,7 +228,7 @@ async def status(srv, model_id, cid, row=None, detail=True):
 
 
 async def _by_wave(srv, model_id, row, waves):
-    sns = await rollstore.population(srv.store, model_id, row["grp"])
+    sns = await rollstore.population(srv.store, model_id, row["grp"], srv.now())
     known = await rollstore.device_states(srv.store, model_id, row["cid"])
     out = [{"wave": w, "devices": 0, "states": {}} for w in waves]
     for sn in sns:

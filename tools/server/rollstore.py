@@ -301,9 +301,9 @@ async def device_states(store, model_id, cid):
     return {sn: (took_, state) for sn, took_, state in rows}
 
 
-async def population(store, model_id, gid=""):
+async def population(store, model_id, gid="", now=None):
     """The serial numbers a rollout ranges over: the model's enabled ones, or the members of
-    group `gid` (nested groups included, unexpired memberships)."""
+    group `gid` (nested groups included; memberships unexpired at `now` when given)."""
     if not gid:
         rows = await all_(
             store, "SELECT sn FROM sns WHERE model_id = ? AND client_rid IS NOT NULL", model_id
@@ -321,7 +321,9 @@ async def population(store, model_id, gid=""):
             model_id,
             g,
         )
-        for type_, mid, _expire in rows:
+        for type_, mid, expire in rows:
+            if now is not None and expire and expire <= now:
+                continue
             if type_ == "sn":
                 sns.add(mid)
             elif type_ == "group":
