@@ -96,8 +96,10 @@ def test_wave_offers_to_its_devices_only(server, vendor, vclient, fleet):
         r = vclient.get(f"/provision/manage/content/{model}/", params={"sn": sn})
         assert ("fw2" in r.text.split()) == (sn in inside)
     assert _status(vclient, model, "fw2")["took"] == len(inside)
-    # a second start is refused
+    # a second start is refused, and so is holding it now
     assert _start(vclient, model, "fw2").status_code == 409
+    r = vclient.post(_roll(model) + "fw2/hold")
+    assert r.status_code == 409 and "(running)" in r.text
 
 
 def test_failures_pause_and_nobody_new_is_offered(server, vendor, vclient, fleet):

@@ -3,7 +3,7 @@ wave by itself on success and pauses itself on failures. The devices are unchang
 and download as before; what they are offered depends on their wave, and what they report
 (state, version, content, error) moves the rollout on or stops it.
 
-Exoprov extension procedures, vendor-authenticated (a share may read, only the owner acts):
+Exoprov extension procedures, for the model's owner (vendor-authenticated; not through a share):
   GET  /exoprov/v1/model/<model>/rollouts/                 every rollout of the model (JSON)
   GET  /exoprov/v1/model/<model>/rollouts/<id>             one rollout's status (JSON)
   POST /exoprov/v1/model/<model>/rollouts/<id>/<action>    hold, start, pause, resume, abort
@@ -268,10 +268,13 @@ async def hold(srv, model, cid):
     no device may have been offered yet (none uploaded)."""
     check_name(cid, "content id")
     row = await srv.store.content(model.id, cid)
+    existing = await rollstore.get(srv.store, model.id, cid)
+    if existing is not None:
+        if existing["state"] != "held":
+            raise ApiError(409, f"a rollout of this content exists ({existing['state']})")
+        return
     if row is not None and row["blob"] is not None:
-        existing = await rollstore.get(srv.store, model.id, cid)
-        if existing is None:
-            raise ApiError(409, "content already uploaded and offered to every device")
+        raise ApiError(409, "content already uploaded and offered to every device")
     await rollstore.hold(srv.store, model.id, cid, srv.now())
 
 
@@ -372,11 +375,10 @@ async def _offer_back(srv, model, cid, to):
 # -- handlers --------------------------------------------------------------------------------
 
 
-async def _model(request, write):
+async def _model(request):
     srv = request.app[SERVER]
     caller = await auth.vendor(srv.store, request)
-    name = request.match_info["model"]
-    model = await auth.model(srv.store, request, caller, name, shared_ok=not write)
+    model = await auth.model(srv.store, request, caller, request.match_info["model"])
     return srv, model
 
 
@@ -385,7 +387,7 @@ def _json(obj, status=200):
 
 
 async def list_handler(request):
-    srv, model = await _model(request, False)
+    srv, model = await _model(request)
     rows = await model_rollouts(srv, model.id)
     out = []
     for cid in sorted(rows):
@@ -394,13 +396,13 @@ async def list_handler(request):
 
 
 async def get_handler(request):
-    srv, model = await _model(request, False)
+    srv, model = await _model(request)
     cid = check_name(request.match_info["id"], "content id")
     return _json(await status(srv, model.id, cid))
 
 
 async def post_handler(request):
-    srv, model = await _model(request, True)
+    srv, model = await _model(request)
     cid = request.match_info["id"]
     action = request.match_info["action"]
     body = {}
