@@ -80,6 +80,14 @@ def test_device_state_from_reports():
     assert ds({"state": "rolledback", "content": "fw-1:3"}, "fw-2", True) == "rolledback"
     assert ds({"state": "rolledback", "content": "fw-1:3"}, "fw-2", False) is None
     assert ds({"state": "failed", "content": "fw-1:3"}, "fw-2", True) == "failed"
-    assert ds({"state": "refused", "content": "fw-1:3"}, "fw-2", False) == "refused"
+    refusal = {"state": "refused", "content": "fw-1:3", "error": "fw-2: bad signature (key k)"}
+    assert ds(refusal, "fw-2", False) == "refused"  # before any download
+    assert ds(refusal, "fw-20", False) is None  # another content's refusal
+    assert ds(dict(refusal, error="fw-3: sha256 mismatch"), "fw-2", True) is None
+    assert ds({"state": "refused", "content": "fw-1:3"}, "fw-2", True) == "refused"
+    assert ds({"state": "refused", "content": "fw-1:3"}, "fw-2", False) is None
+    # running the content: only "active" says something about it
+    assert ds({"state": "refused", "content": "fw-2:9", "error": "fw-3: x"}, "fw-2", True) is None
+    assert ds({"state": "failed", "content": "fw-2:9"}, "fw-2", True) is None
     assert ds({"state": "downloading", "content": "fw-1:3"}, "fw-2", True) == "started"
     assert ds({"state": "downloading"}, "fw-2", False) is None

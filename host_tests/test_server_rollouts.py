@@ -267,7 +267,8 @@ def test_decisions_are_made_once_by_racing_instances(backend, request, tmp_path)
             inside = [sn for sn in ciks if rollpolicy.in_wave("good", sn, pct)]
             race([(sn, {"state": "active", "content": "good:1"}) for sn in inside] * 2)
         # every device refuses "bad" at once (a refusal counts without a download)
-        race([(sn, {"state": "refused", "content": "good:1"}) for sn in ciks])
+        refused = {"state": "refused", "content": "good:1", "error": "bad: sha256 mismatch"}
+        race([(sn, refused) for sn in ciks])
         with first.session(cik=vendor["cik"]) as v:
             good, bad = _status(v, model, "good"), _status(v, model, "bad")
         assert good["state"] == "done" and good["counts"] == {"active": 60}

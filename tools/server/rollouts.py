@@ -24,6 +24,7 @@ from .util import ApiError, check_name, text
 
 TICK = 2.0  # seconds between two checks of the running rollouts (the soak time passing)
 _TOOK_MAX = 100_000
+_DONE_WATCH = 86400  # seconds a done rollout still counts what its devices report
 # states in which a content is offered to a device by its wave, by what it took, or to none
 _OFFER_NONE = ("held", "aborted")
 
@@ -113,8 +114,11 @@ async def observe(srv, model_id, sn, fields):
     if "state" not in fields:
         return
     rows = await model_rollouts(srv, model_id)
+    now = srv.now()
     for row in rows.values():
-        if row["state"] not in ("running", "paused"):
+        # a rollout just done goes on counting for a while: its status shows the stragglers
+        done = row["state"] == "done" and now - row["changed"] < _DONE_WATCH
+        if row["state"] not in ("running", "paused") and not done:
             continue
         cid = row["cid"]
         mine = await rollstore.device(srv.store, model_id, cid, sn)

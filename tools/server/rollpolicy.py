@@ -111,18 +111,25 @@ def should_advance(wave_size, active, success, wave_started, soak, now):
 
 
 def device_state(reported, cid, taker):
-    """A device's state in the rollout of `cid` from its report (dict of state, content):
-    "active" when it runs the content, one of FAILED when it failed to (a refusal counts
-    before any download; a failure or a rollback only from a device that took the content),
-    "started" while it works on it, else None (the report says nothing about this rollout)."""
+    """A device's state in the rollout of `cid` from its report (dict of state, content,
+    error): "active" when it runs the content, one of FAILED when it failed to, "started"
+    while it works on it, else None (the report says nothing about this rollout). A device
+    running the content says nothing about it but "active". A failure or a rollback counts
+    from a device that took the content; a refusal (the agent refuses before downloading) when
+    its error names the content (the agent's refusals begin with the content id), or without
+    an error from a device that took it."""
     state = reported.get("state")
     content = reported.get("content") or ""
     runs_it = content == cid or content.startswith(cid + ":")
-    if state == "active" and runs_it:
-        return "active"
+    if runs_it:
+        return "active" if state == "active" else None
     if state == "refused":
-        return "refused"
-    if state in ("failed", "rolledback") and taker and not runs_it:
+        error = reported.get("error")
+        if error is None:
+            return "refused" if taker else None
+        named = error.startswith(cid) and error[len(cid) : len(cid) + 1] in (":", " ")
+        return "refused" if named else None
+    if state in ("failed", "rolledback") and taker:
         return state
     if state in ("downloading", "applied") and taker:
         return "started"
