@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tools.server import db, rollstore
+from tools.server import rollstore, storage
 from tools.server.rollouts import Took
 
 P = {"waves": "10,50,100", "grp": "", "min_devices": 1, "max_failures": 20.0, "success": 100.0,
@@ -15,20 +15,13 @@ P = {"waves": "10,50,100", "grp": "", "min_devices": 1, "max_failures": 20.0, "s
 
 async def _stores(engine, tmp_path, pg_url):
     """Two stores on one database, as two instances would have."""
-    if engine == "sqlite":
-        path = tmp_path / "r.db"
-        return [db.Store(path), db.Store(path)]
-    from tools.server.pgstore import PgStore
-
-    return [await PgStore(pg_url).open(), await PgStore(pg_url).open()]
+    db_ = str(tmp_path / "r.db") if engine == "sqlite" else pg_url
+    return [await storage.open_store(db_), await storage.open_store(db_)]
 
 
 async def _close(stores):
     for s in stores:
-        if hasattr(s, "aclose"):
-            await s.aclose()
-        else:
-            s.close()
+        await storage.stop(s)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -45,8 +38,6 @@ def test_one_instance_wins_each_decision(engine, url, tmp_path):
     async def go():
         a, b = stores = await _stores(engine, tmp_path, url)
         try:
-            for s in stores:
-                await rollstore.ensure(s)
             await a.add_model("v" * 40, "m", "code", "t", [])
             mid = (await a.model("v" * 40, "m"))[0]
             assert await rollstore.hold(a, mid, "fw", 1)

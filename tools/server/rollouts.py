@@ -173,7 +173,6 @@ async def tick(srv):
 async def ticker(app):
     srv = app[SERVER]
     every = getattr(srv, "rollout_tick", TICK) or TICK
-    await rollstore.ensure(srv.store)
 
     async def loop():
         while True:
@@ -380,10 +379,7 @@ async def _offer_back(srv, model, cid, to):
 
 
 async def _model(request):
-    srv = request.app[SERVER]
-    caller = await auth.vendor(srv.store, request)
-    model = await auth.model(srv.store, request, caller, request.match_info["model"])
-    return srv, model
+    return request.app[SERVER], await auth.model_of(request)
 
 
 def _json(obj, status=200):

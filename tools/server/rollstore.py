@@ -1,8 +1,7 @@
-"""The rollouts' rows, in the store of either engine (db.Store, pgstore.PgStore): both run
-db.py's dialect through `_one` / `_all` / `_run` (pgstore translates it), SQLite's returning
-plain values, PostgreSQL's awaitables.
+"""The rollouts' queries, written once for both engines over the store's engine (db.Store.db:
+sqlite_engine or pg_engine) as db.py's are; rows come back as dicts by name.
 
-Tables (README, "Rollouts"):
+Tables (migration 3 in migrations.py; README, "Staged rollouts"):
   rollouts          one row per content under a rollout (or held for one) of a model
   rollout_devices   what each device did with that content: took it (downloaded a byte of
                     it) and its state in the rollout (rollpolicy.device_state)
@@ -14,91 +13,23 @@ instance or worker runs one first changes the row and writes the event, the othe
 nothing and write nothing.
 """
 
-import inspect
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS rollouts (
-    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
-    cid TEXT NOT NULL,
-    state TEXT NOT NULL,            -- held, running, paused, aborted, done, back (abort --to)
-    waves TEXT NOT NULL DEFAULT '',  -- "1,10,50,100"
-    wave INTEGER NOT NULL DEFAULT 0, -- index into waves of the current wave
-    grp TEXT NOT NULL DEFAULT '',   -- only this group's devices ('' = the model's)
-    min_devices INTEGER NOT NULL DEFAULT 1,
-    max_failures REAL NOT NULL DEFAULT 20,
-    success REAL NOT NULL DEFAULT 100,
-    soak INTEGER NOT NULL DEFAULT 0, -- seconds
-    wave_size INTEGER NOT NULL DEFAULT 0, -- devices in the current wave when it started
-    wave_started INTEGER NOT NULL DEFAULT 0,
-    created INTEGER NOT NULL DEFAULT 0,
-    changed INTEGER NOT NULL DEFAULT 0,
-    reason TEXT NOT NULL DEFAULT '', -- why it paused or ended
-    back_to TEXT NOT NULL DEFAULT '', -- abort --to: the content offered to those who took it
-    source TEXT NOT NULL DEFAULT '', -- state back: the content whose takers are offered this
-    PRIMARY KEY (model_id, cid)
-);
-CREATE TABLE IF NOT EXISTS rollout_devices (
-    model_id INTEGER NOT NULL,
-    cid TEXT NOT NULL,
-    sn TEXT NOT NULL,
-    took INTEGER NOT NULL DEFAULT 0,
-    state TEXT NOT NULL DEFAULT 'started',
-    ts INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (model_id, cid, sn),
-    FOREIGN KEY (model_id, cid) REFERENCES rollouts(model_id, cid) ON DELETE CASCADE
-);
-CREATE TABLE IF NOT EXISTS rollout_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    model_id INTEGER NOT NULL,
-    cid TEXT NOT NULL,
-    ts INTEGER NOT NULL,
-    what TEXT NOT NULL,
-    FOREIGN KEY (model_id, cid) REFERENCES rollouts(model_id, cid) ON DELETE CASCADE
-);
-CREATE INDEX IF NOT EXISTS rollout_events_r ON rollout_events(model_id, cid, id);
-"""
-
 COLS = (
     "cid, state, waves, wave, grp, min_devices, max_failures, success, soak, wave_size, "
     "wave_started, created, changed, reason, back_to, source"
 )
 KEYS = tuple(COLS.split(", "))
-_MIGRATE_LOCK = 0x65786F72  # pg_advisory_lock key of this schema ("exor")
-
-
-async def _v(value):
-    return await value if inspect.isawaitable(value) else value
 
 
 async def one(store, sql, *args):
-    return await _v(store._one(sql, *args))
+    return await store.db.one(sql, *args)
 
 
 async def all_(store, sql, *args):
-    return await _v(store._all(sql, *args))
+    return await store.db.all(sql, *args)
 
 
 async def run(store, sql, *args):
-    return await _v(store._run(sql, *args))
-
-
-async def ensure(store):
-    """Create the tables when missing (on SQLite at once, on PostgreSQL one instance at a
-    time)."""
-    db = getattr(store, "db", None)
-    if db is not None:
-        db.executescript(SCHEMA)
-        return
-    from .pgstore import pg_schema
-
-    creates, _columns = pg_schema(SCHEMA)
-    async with store.conn() as conn:
-        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATE_LOCK)
-        try:
-            for stmt in creates:
-                await conn.execute(stmt)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATE_LOCK)
+    return await store.db.run(sql, *args)
 
 
 def _row(r):
