@@ -13,5 +13,6 @@ def test_small_sample():
     (bad,) = res["bad"]
     assert bad["state"] == "paused" and 0 < bad["blast_radius"] <= bad["first_wave"] < 30
     assert res["good"]["all"] and res["plain"]["all"] and res["server_alive"]
+    assert res["errors"] == []
     # reports moved the waves on: 1, 10, 50 then 100 %
     assert sorted(res["good"]["marks"]) == [1, 10, 50, 100]

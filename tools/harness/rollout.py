@@ -40,10 +40,13 @@ class Device:
         self.sn, self.cik = sn, cik
         self.tried = set()  # content ids this device downloaded (and so never tries again)
         self.running = None
+        self.unsaid = None  # a report not answered yet: sent again at the next poll
 
 
 class Sim:
-    """The devices' loop: one aiohttp session, each device a task at its own phase."""
+    """The devices' loop: one aiohttp session, each device a task at its own phase. As an
+    agent does, a device whose download fails tries again at its next poll, and a report
+    that got no answer is sent again."""
 
     def __init__(self, url, vendor, devices, poll, apply, rng):
         self.url, self.vendor, self.devices = url, vendor, devices
@@ -71,6 +74,8 @@ class Sim:
         while not stop.is_set():
             target = self.target
             try:
+                if dev.unsaid is not None:
+                    await self._say(s, dev)
                 st, body = await self._req(s, "GET", "/provision/download", dev, params=q)
                 if target and st == 200 and target[0] in body.decode().split():
                     await self._take(s, dev, target, q)
@@ -78,11 +83,16 @@ class Sim:
                 self.errors.append(repr(exc)[:80])
             await asyncio.sleep(self.poll)
 
+    async def _say(self, s, dev):
+        fields, what = dev.unsaid
+        await self._report(s, dev, **fields)
+        dev.unsaid = None
+        self.events.append((time.monotonic(), what, dev.sn))
+
     async def _take(self, s, dev, target, q):
         cid, good = target
         if cid in dev.tried:
             return
-        dev.tried.add(cid)
         await self._report(s, dev, state="downloading", content=dev.running or "")
         qq = dict(q, id=cid)
         # counted when asked, as the server counts it (a download's first request)
@@ -92,19 +102,21 @@ class Sim:
         if st not in (200, 206):
             self.events.append((time.monotonic(), "refused", dev.sn))
             return
+        dev.tried.add(cid)
         self.events.append((sent, "took", dev.sn))
         await asyncio.sleep(self.apply)
         if good:
             dev.running = f"{cid}:1"
-            await self._report(s, dev, state="active", content=dev.running, version=cid)
-            self.events.append((time.monotonic(), "active", dev.sn))
+            fields = {"state": "active", "content": dev.running, "version": cid}
+            dev.unsaid = (fields, "active")
         else:
-            await self._report(s, dev, state="rolledback", content=dev.running or "")
-            self.events.append((time.monotonic(), "failed", dev.sn))
+            dev.unsaid = ({"state": "rolledback", "content": dev.running or ""}, "failed")
+        await self._say(s, dev)
 
     async def run(self, scenario):
         conn = aiohttp.TCPConnector(limit=64)
-        timeout = aiohttp.ClientTimeout(total=120)
+        # per request, not while it waits for one of the 64 connections (a slow server)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=90)
         stop = asyncio.Event()
         async with aiohttp.ClientSession(connector=conn, timeout=timeout) as s:
             tasks = [asyncio.create_task(self._device(s, d, stop)) for d in self.devices]
@@ -348,7 +360,8 @@ def run(devices=10_000, poll=30.0, apply=2.0, size=16 * 1024, waves=(1, 5), log=
         out["requests"] = sim.requests
         out["server_alive"] = srv.alive()
         digest = hashlib.sha256(data).hexdigest()[:12]
-        log(f"rollout: {sim.requests} device requests, {len(sim.errors)} errors, image {digest}")
+        log(f"rollout: {sim.requests} device requests, {len(sim.errors)} failed (tried again), "
+            f"image {digest}")  # fmt: skip
     return out
 
 
@@ -363,8 +376,6 @@ def check(res):
     for key in ("good", "plain"):
         if key in res and not res[key]["all"]:
             bad_.append(f"{key}: {res[key]['active']} of {res['devices']} devices on it")
-    if res["errors"]:
-        bad_.append(f"{len(res['errors'])} request errors, first: {res['errors'][0]}")
     return bad_
 
 
