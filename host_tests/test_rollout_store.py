@@ -39,7 +39,7 @@ def test_one_instance_wins_each_decision(engine, url, tmp_path):
         a, b = stores = await _stores(engine, tmp_path, url)
         try:
             await a.add_model("v" * 40, "m", "code", "t", [])
-            mid = (await a.model("v" * 40, "m"))[0]
+            mid = (await a.model("v" * 40, "m")).id
             assert await rollstore.hold(a, mid, "fw", 1)
             assert not await rollstore.hold(b, mid, "fw", 1)  # held once
             assert await rollstore.start(a, mid, "fw", P, 2)

@@ -304,11 +304,9 @@ async def _ranges(srv, model):
         return []
     listed = [0] * len(specs)
     if await srv.store.sn_count(model.id) <= _RANGE_SCAN:
-        for sn, _extra, _rid, _state, _enabled in await srv.store.list_sns(
-            model.id, 0, _RANGE_SCAN
-        ):
+        for item in await srv.store.list_sns(model.id, 0, _RANGE_SCAN):
             for i, spec in enumerate(specs):
-                if snranges.contains(spec, sn):
+                if snranges.contains(spec, item.sn):
                     listed[i] += 1
     else:
         listed = [None] * len(specs)
