@@ -1,6 +1,6 @@
 """Staged rollouts measured: simulated devices polling through the real server.
 
-`python -m tools.harness.rollout [--devices 10000] [--poll 30] [--apply 2] [--size-kib 16]`
+`python -m tools.harness.rollout [--devices 10000] [--poll 150] [--apply 2] [--size-kib 16]`
 starts one `exoprov server` (SQLite) on loopback, whitelists, enables and activates
 `--devices` devices, then runs them as an agent does: every `--poll` seconds (each device at
 its own phase) a listing; a new content listed is downloaded (Range requests), reported
@@ -324,7 +324,7 @@ class _Fleet(Fleet):
         return self.content(MODEL, cid, data, version=cid)
 
 
-def run(devices=10_000, poll=30.0, apply=2.0, size=16 * 1024, waves=(1, 5), log=print,
+def run(devices=10_000, poll=150.0, apply=2.0, size=16 * 1024, waves=(1, 5), log=print,
         min_devices=10, max_failures=20.0, seed=1, scenarios=("good", "plain")):  # fmt: skip
     """Returns a dict of figures (see main())."""
     rng = random.Random(seed)
@@ -382,7 +382,7 @@ def check(res):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="rollout", description=__doc__.split("\n")[0])
     ap.add_argument("--devices", type=int, default=10_000)
-    ap.add_argument("--poll", type=float, default=30.0, help="seconds between two listings")
+    ap.add_argument("--poll", type=float, default=150.0, help="seconds between two listings")
     ap.add_argument("--apply", type=float, default=2.0, help="seconds to apply and report")
     ap.add_argument("--size-kib", type=int, default=16)
     ap.add_argument("--waves", default="1,5", help="first waves of the bad-image runs")
