@@ -35,7 +35,7 @@ clean:
 
 # Faults, power cuts, fuzzing, load and benchmarks (full runs; `make test` runs
 # bounded samples of the first four).
-.PHONY: powercut faults fuzz load bench
+.PHONY: powercut faults fuzz load rollout bench
 
 powercut: $(STAMP)
 	$(BIN)/python -m tools.harness.powercut
@@ -48,6 +48,9 @@ fuzz: $(STAMP)
 
 load: $(STAMP)
 	$(BIN)/python -m tools.harness.loadtest
+
+rollout: $(STAMP)
+	$(BIN)/python -m tools.harness.rollout
 
 bench: $(STAMP)
 	$(BIN)/python -m tools.harness.bench

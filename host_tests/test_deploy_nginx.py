@@ -4,6 +4,7 @@ shipped. Real agents (CPython and MicroPython) go through it; the servers see th
 address, not nginx's, and a header a device forges changes nothing."""
 
 import hashlib
+import json
 import os
 import socket
 import ssl
@@ -407,3 +408,53 @@ def test_an_answer_across_two_slices_holds_one_upload(slow_grants):
         assert r.status_code == 206, r.status_code
         assert body in (old[1048000:1049001], new[1048000:1049001]), body[570:590]
         assert body == (old if r.headers["ETag"] == etag else new)[1048000:1049001]
+
+
+def test_rollout_content_is_never_granted_from_the_cache_outside_the_wave(cluster):
+    """Content under a rollout through the recipe: a device outside the wave is refused, the
+    instances count every device that takes it (nginx asks them at every request: the grant
+    is not kept), and an abort refuses a device of the wave at once, grant TTL or not."""
+    from tools.server import rollpolicy
+
+    vendor, fleet = _fleet(cluster, "nginxroll", "rm")
+    direct = cluster.servers[1].url
+    fleet.request("POST", "/exoprov/v1/model/rm/rollouts/fw/hold", (200,))
+    data = os.urandom(1_500_000)
+    _content(fleet, "rm", "fw", data, version=2)
+    sns = [f"w{i:02d}" for i in range(16)]
+    ciks = {}
+    for sn in sns:
+        fleet.sn_add("rm", sn)
+        fleet.sn_enable("rm", sn, vendor["rid"])
+        form = {"vendor": "nginxroll", "model": "rm", "sn": sn}
+        hdr = {"X-Forwarded-For": "192.0.2.8"}  # (the limit of 3 failures is 127.0.0.1's)
+        r = requests.post(direct + "/provision/activate", data=form, headers=hdr, timeout=30)
+        assert r.status_code == 200, r.text
+        ciks[sn] = r.text.strip()
+    fleet.request(
+        "POST",
+        "/exoprov/v1/model/rm/rollouts/fw/start",
+        (200,),
+        body=json.dumps({"waves": "40"}).encode(),
+        ctype="application/json",
+    )
+    inside = [sn for sn in sns if rollpolicy.in_wave("fw", sn, 40)]
+    assert 0 < len(inside) < len(sns)
+    url = cluster.url + "/provision/download?vendor=nginxroll&model=rm&id=fw"
+
+    def get(sn, rng="bytes=0-65535"):
+        hdr = {"X-Exosite-CIK": ciks[sn], "Range": rng}
+        return requests.get(url, headers=hdr, verify=cluster.ca, timeout=30)
+
+    for sn in sns:  # twice each: the second may come from the slice cache, never the grant
+        for _ in range(2):
+            r = get(sn)
+            if sn in inside:
+                assert r.status_code == 206 and r.content == data[:65536]
+            else:
+                assert r.status_code == 404, (sn, r.status_code)
+    st = fleet.request("GET", "/exoprov/v1/model/rm/rollouts/fw", (200,)).json()
+    assert st["took"] == len(inside)
+    fleet.request("POST", "/exoprov/v1/model/rm/rollouts/fw/abort", (200,))
+    for sn in inside:  # at once, though the cluster's grant TTL is 1 s
+        assert get(sn, "bytes=65536-131071").status_code == 404

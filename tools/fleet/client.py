@@ -497,6 +497,36 @@ class Client:
         resp = self.request("GET", self._content_path(model, cid), (200,), query)
         return _content_info(resp.text.strip(), sn is None, self)
 
+    # -- rollouts (exoprov extension, README "Rollouts") --------------------------------------
+
+    def _rollout_path(self, model, cid=None, action=None):
+        path = f"/exoprov/v1/model/{q(model)}/rollouts/"
+        if cid is not None:
+            path += q(cid)
+        return path + (f"/{q(action)}" if action else "")
+
+    def rollout_list(self, model):
+        """[dict] of every rollout (and held content) of the model, without per-wave detail."""
+        resp = self.request("GET", self._rollout_path(model), (200,))
+        return resp.json()["rollouts"]
+
+    def rollout_status(self, model, cid):
+        """dict: content, state (held, running, paused, aborted, done, back), wave (the current
+        percentage), waves, counts (devices by state), took, by_wave, events, parameters."""
+        return self.request("GET", self._rollout_path(model, cid), (200,)).json()
+
+    def rollout_action(self, model, cid, action, **body):
+        """hold, start (waves, group, min_devices, max_failures, success, soak), pause, resume,
+        abort (to) -> the rollout's status."""
+        resp = self.request(
+            "POST",
+            self._rollout_path(model, cid, action),
+            (200,),
+            body=json.dumps({k: v for k, v in body.items() if v is not None}),
+            ctype="application/json",
+        )
+        return resp.json()
+
     def content_groups(self, model, cid, offset=0, limit=None):
         query = _paged([("show", "groups")], offset, limit)
         return self._get_lines(self._content_path(model, cid), query)

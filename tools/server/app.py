@@ -7,7 +7,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from . import auth, content, device, fleetstatus, groups, metrics, models, onep, vendor
+from . import auth, content, device, fleetstatus, groups, metrics, models, onep, rollouts, vendor
 from .auth import MODEL, SHARED, VENDOR, VENDOR_CIK
 from .guard import BodyTimeout
 from .logs import cred_hash
@@ -69,6 +69,10 @@ ROUTES = [
     ("GET", "/exoprov/v1/model/{model}/status", fleetstatus.status, SHARED),
     ("GET", "/exoprov/v1/model/{model}/rollout", fleetstatus.rollout, SHARED),
     ("POST", "/exoprov/v1/vendor/cik", vendor.rotate_cik, VENDOR_CIK),
+    # staged rollouts: the model's owner only
+    ("GET", "/exoprov/v1/model/{model}/rollouts/", rollouts.list_handler, MODEL),
+    ("GET", "/exoprov/v1/model/{model}/rollouts/{id}", rollouts.get_handler, MODEL),
+    ("POST", "/exoprov/v1/model/{model}/rollouts/{id}/{action}", rollouts.post_handler, MODEL),
     ("GET", "/metrics", metrics.handler, None),
 ]
 
@@ -170,6 +174,8 @@ def make_app(server, metrics_token=None):
     app[METRICS] = metrics.LAST = metrics.Metrics(metrics_token)
     app[fleetstatus.SEEN] = fleetstatus.Seen()
     app[device.GRANTS] = device.Grants()
+    app[rollouts.TOOK] = rollouts.Took()
+    app.cleanup_ctx.append(rollouts.ticker)  # the soak times passing
     app.on_response_prepare.append(_server_header)
     for method, path, handler, access in ROUTES:
         app.router.add_route(method, path, auth.guard(handler, access))

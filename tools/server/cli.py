@@ -131,6 +131,14 @@ def _server_args(argv):
         help="/metrics asks for `Authorization: Bearer TOKEN` (default: the environment's "
         "EXOPROV_METRICS_TOKEN; without a token /metrics answers loopback clients only)",
     )
+    p.add_argument(
+        "--rollout-check",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often running rollouts are checked for a soak time that has passed (reports "
+        "are acted on at once; default 2)",
+    )
     args = p.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error("--tls-cert and --tls-key go together")
@@ -303,6 +311,7 @@ async def _serve(args, store, tls=None, sock=None, ready=None):
         trusted=args.trusted,
         vendor_quota=args.vendor_quota_bytes,
     )
+    server.rollout_tick = max(args.rollout_check, 0.05)
     guard = Guard(
         args.header_timeout,
         args.body_timeout,

@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from . import auth, byteranges
+from . import auth, byteranges, rollouts, rollstore
 from .db import Duplicate
 from .snranges import any_contains
 from .state import SERVER, log
@@ -37,9 +37,15 @@ async def _reach(srv, model_id, type_, mid):
     return seen
 
 
-async def visible(srv, model_id, sn, row, sn_groups=None):
+async def visible(srv, model_id, sn, row, sn_groups=None, rolls=None):
     """Unprotected content is visible to every serial number of the model; protected content
-    only through a group both belong to (the Provision API's protected content)."""
+    only through a group both belong to (the Provision API's protected content). Content
+    under a rollout (or held for one) only to the devices the rollout offers it (rollouts.py)."""
+    if rolls is None:
+        rolls = await rollouts.model_rollouts(srv, model_id)
+    roll = rolls.get(row["cid"])
+    if roll is not None and not await rollouts.offered(srv, model_id, sn, roll, sn_groups):
+        return False
     if not row["protected"]:
         return True
     if sn_groups is None:
@@ -50,11 +56,14 @@ async def visible(srv, model_id, sn, row, sn_groups=None):
 
 
 async def visible_ids(srv, model_id, sn):
-    sn_groups = await _reach(srv, model_id, "sn", sn)
+    sn_groups = None
+    rolls = await rollouts.model_rollouts(srv, model_id)
     out = []
     for item in await srv.store.content_list(model_id):
         row = {"cid": item.cid, "protected": item.protected}
-        if await visible(srv, model_id, sn, row, sn_groups):
+        if sn_groups is None and (item.protected or rolls.get(item.cid, {}).get("grp")):
+            sn_groups = await _reach(srv, model_id, "sn", sn)
+        if await visible(srv, model_id, sn, row, sn_groups, rolls):
             out.append(item.cid)
     return out
 
@@ -174,6 +183,7 @@ async def remove(srv, model, cid):
     """Delete a content id and its blob (API and dashboard); 404 when there is none."""
     check_name(cid, "content id")
     existed, blob = await srv.store.delete_content(model.id, cid)
+    await rollstore.delete(srv.store, model.id, cid)  # its rollout (or hold) goes with it
     if not existed:
         raise ApiError(404, "no such content")
     srv.blobs.remove(blob)

@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from . import auth, content, fleetstatus, metrics
+from . import auth, content, fleetstatus, metrics, rollouts
 from .snranges import any_contains
 from .state import SERVER, log, new_cik, peer, reached
 from .util import ApiError, check_name, csv, is_true, one, query, read_form, text
@@ -154,13 +154,26 @@ async def download(request):
         return csv(ids)
     check_name(cid, "content id")
     row = await store.content(model_id, cid)
-    if row is None or not await content.visible(srv, model_id, sn, row):
+    rolls = await rollouts.model_rollouts(srv, model_id) if row is not None else {}
+    if row is None or not await content.visible(srv, model_id, sn, row, rolls=rolls):
         raise ApiError(404, "no such content")
     if info:
         return csv([content.device_info(row)])
-    if not row["protected"] and grants is not None:
+    roll = rolls.get(cid)
+    if not row["protected"] and grants is not None and rollouts.cacheable(roll):
         grants.put(gen, key, (model_id, sn, row))
-    return await content.send(request, srv, row)
+    if roll is None:
+        return await content.send(request, srv, row)
+    # This device takes it (the blast radius): a GET, or the HEAD with which deploy/nginx
+    # asks before it serves the bytes from its own cache (the instance sees no GET then).
+    await rollouts.downloading(request, srv, model_id, sn, cid, roll)
+    resp = await content.send(request, srv, row)
+    if request.method == "HEAD" and not rollouts.cacheable(roll):
+        # deploy/nginx keeps a HEAD's yes as a grant for its TTL: never for content a
+        # rollout may still withdraw (abort) from the devices it was offered to
+        resp.headers["X-Accel-Expires"] = "0"
+        resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 async def _fast_lookup(store, request, q):

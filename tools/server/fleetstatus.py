@@ -20,7 +20,7 @@ import time
 
 from aiohttp import web
 
-from . import auth
+from . import auth, rollouts
 from .db import REPORT_INT, REPORT_TEXT
 from .state import SERVER, log, peer
 from .util import check_name, is_true, one, page, query, text
@@ -94,6 +94,10 @@ async def reported(request, client_rid, pairs):
     address = peer(request)[0]
     fields = report_fields(pairs)
     await srv.store.record_report(mine.model_id, mine.sn, srv.now(), address, fields)
+    try:  # what the report means to a rollout, and the decision it may bring
+        await rollouts.observe(srv, mine.model_id, mine.sn, fields)
+    except Exception:  # the report itself is kept; the next one or the tick decides
+        log.exception("a report was not applied to the rollouts")
     seen = request.config_dict.get(SEEN)
     if seen is not None:
         seen.wrote(tuple(mine), address)

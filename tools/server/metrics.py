@@ -9,6 +9,9 @@ from zero, which rate() handles). Each application gets its own registry.
 Access: with a token (`--metrics-token`, or EXOPROV_METRICS_TOKEN) a scrape must send
 `Authorization: Bearer <token>`; without one, only loopback clients may read /metrics (the
 caller's address as peer() resolves it behind a trusted proxy).
+
+The rollout gauges (exoprov_rollout_*) are read from the database at each scrape, so every
+process answers the same values for them: they carry no `pid` (do not sum them over pids).
 """
 
 import hmac
@@ -16,10 +19,10 @@ import ipaddress
 import os
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from .state import peer
+from .state import SERVER, peer
 from .util import ApiError
 
 _P = "/provision"
@@ -153,6 +156,25 @@ class Metrics:
             registry=r,
         )
 
+        self.roll_state = Gauge(
+            "exoprov_rollout_state",
+            "1 for the state each staged rollout is in (held, running, paused, aborted, done)",
+            ["model", "content", "state"],
+            registry=r,
+        )
+        self.roll_wave = Gauge(
+            "exoprov_rollout_wave_percent",
+            "The percentage of the devices the current wave of each rollout offers it to",
+            ["model", "content"],
+            registry=r,
+        )
+        self.roll_devices = Gauge(
+            "exoprov_rollout_devices",
+            "Devices of each rollout by their state in it (started, active, failed, "
+            "rolledback, refused), and took: those that downloaded it",
+            ["model", "content", "state"],
+            registry=r,
+        )
         for c in (self.activations, self.limited):
             c.labels(self.pid)  # present (at 0) from the start
         self._kids = {}  # (procedure, status) -> label children; both sets are bounded
@@ -201,6 +223,31 @@ async def handler(request):
         if m.token:
             raise ApiError(401, "metrics token required", {"WWW-Authenticate": "Bearer"})
         raise ApiError(403, "metrics are served to loopback only without --metrics-token")
+    await rollout_gauges(m, request.app[SERVER])
     return web.Response(
         body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
+
+
+async def rollout_gauges(m, srv):
+    """Set the rollout gauges from the database (rollstore), the old series dropped."""
+    from . import rollpolicy, rollstore
+
+    rows = await rollstore.every(srv.store)
+    names = {}
+    for gauge in (m.roll_state, m.roll_wave, m.roll_devices):
+        gauge.clear()
+    for model_id, row in rows:
+        if model_id not in names:
+            found = await rollstore.one(
+                srv.store, "SELECT name FROM models WHERE id = ?", model_id
+            )
+            names[model_id] = found[0] if found else str(model_id)
+        name, cid = names[model_id], row["cid"]
+        m.roll_state.labels(name, cid, row["state"]).set(1)
+        if row["waves"]:
+            waves = rollpolicy.parse_waves(row["waves"])
+            pct = 100 if row["state"] == "done" else waves[min(row["wave"], len(waves) - 1)]
+            m.roll_wave.labels(name, cid).set(pct)
+        for state, n in (await rollstore.counts(srv.store, model_id, cid)).items():
+            m.roll_devices.labels(name, cid, state).set(n)

@@ -272,10 +272,57 @@ DROP TABLE shares;
 ALTER TABLE shares_by_rid RENAME TO shares;
 """
 
+# Staged rollouts (rollouts.py, rollstore.py): one row per content under a rollout (or held
+# for one), what each device did with it, and the decisions taken (one row each).
+_V4 = """
+CREATE TABLE IF NOT EXISTS rollouts (
+    {rowid}
+    model_id {int} NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    cid TEXT NOT NULL,
+    state TEXT NOT NULL,            -- held, running, paused, aborted, done, back (abort --to)
+    waves TEXT NOT NULL DEFAULT '', -- "1,10,50,100"
+    wave {int} NOT NULL DEFAULT 0,  -- index into waves of the current wave
+    grp TEXT NOT NULL DEFAULT '',   -- only this group's devices ('' = the model's)
+    min_devices {int} NOT NULL DEFAULT 1,
+    max_failures {real} NOT NULL DEFAULT 20,
+    success {real} NOT NULL DEFAULT 100,
+    soak {int} NOT NULL DEFAULT 0,  -- seconds
+    wave_size {int} NOT NULL DEFAULT 0, -- devices in the current wave when it started
+    wave_started {int} NOT NULL DEFAULT 0,
+    created {int} NOT NULL DEFAULT 0,
+    changed {int} NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '', -- why it paused or ended
+    back_to TEXT NOT NULL DEFAULT '', -- abort --to: the content offered to those who took it
+    source TEXT NOT NULL DEFAULT '', -- state back: the content whose takers are offered this
+    PRIMARY KEY (model_id, cid)
+);
+CREATE TABLE IF NOT EXISTS rollout_devices (
+    {rowid}
+    model_id {int} NOT NULL,
+    cid TEXT NOT NULL,
+    sn TEXT NOT NULL,
+    took {int} NOT NULL DEFAULT 0,  -- 1: it downloaded (a part of) the content
+    state TEXT NOT NULL DEFAULT 'started',
+    ts {int} NOT NULL DEFAULT 0,
+    PRIMARY KEY (model_id, cid, sn),
+    FOREIGN KEY (model_id, cid) REFERENCES rollouts(model_id, cid) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS rollout_events (
+    id {serial},
+    model_id {int} NOT NULL,
+    cid TEXT NOT NULL,
+    ts {int} NOT NULL,
+    what TEXT NOT NULL,
+    FOREIGN KEY (model_id, cid) REFERENCES rollouts(model_id, cid) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS rollout_events_r ON rollout_events(model_id, cid, id);
+"""
+
 MIGRATIONS = [
     Migration(1, "the schema of release 0.1.0", _V1, sqlite=_V1_SQLITE, postgres=_V1_POSTGRES),
     Migration(2, "change notification on PostgreSQL", postgres=_V2_POSTGRES),
     Migration(3, "sessions bound to their credential; shares by vendor rid", _V3),
+    Migration(4, "staged rollouts", _V4),
 ]
 
 _TABLE = """

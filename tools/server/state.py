@@ -41,6 +41,7 @@ class Server:
         self.window = window
         self.max_content = max_content
         self.clock = clock
+        self.rollout_tick = 2.0  # seconds between checks of running rollouts (rollouts.py)
 
     def now(self):
         return int(self.clock())

@@ -6,12 +6,13 @@ an output.Table or output.Done, or raises common.UsageError / common.StepError. 
 order `exoprov fleet --help` lists them in.
 """
 
-from . import content, group, key, model, share, sn, token, vendor
+from . import content, group, key, model, rollout, share, sn, token, vendor
 
 FAMILIES = {
     "model": model,
     "sn": sn,
     "content": content,
+    "rollout": rollout,
     "group": group,
     "share": share,
     "token": token,

@@ -71,6 +71,10 @@ def content_upload(c, a, progress_out=None):
         meta.pop(k, None)
     new = {"sha256": digest, **({"version": a.version} if a.version else {}), **signed, **meta}
     protected = bool(a.protected or (info and info.protected))
+    held = a.hold or (info is not None and _held(c, a))
+    hold = (f"hold content {a.id} for a rollout", c.rollout_action, a.model, a.id, "hold")
+    if held and info is None:  # before the id exists: no device ever lists it
+        step(*hold)
     if info is None:
         step(
             f"create content {a.id} in model {a.model}",
@@ -82,6 +86,8 @@ def content_upload(c, a, progress_out=None):
         )
     elif parse_meta(info.meta) != new or protected != info.protected:
         _recreate(c, a, format_meta(new), protected)
+    if held and info is not None:  # before a byte is there (a replaced id is held anew)
+        step(*hold)
     bar = Progress(f"upload {a.id}", _show_progress(a), progress_out)
     with open(a.file, "rb") as f:
         step(
@@ -98,6 +104,7 @@ def content_upload(c, a, progress_out=None):
     extra = f", version {a.version}" if a.version else ""
     extra += f", signed with {signed['key']}" if signer else ""
     extra += ", rollback allowed" if a.rollback else ""
+    extra += ", held for a rollout" if held else ""
     return Done(
         f"uploaded {a.file} to content {a.id} of model {a.model} ({size} bytes"
         f"{extra}, sha256 {digest})",
@@ -107,7 +114,20 @@ def content_upload(c, a, progress_out=None):
         sha256=digest,
         version=a.version or "",
         key=signed.get("key", ""),
+        held=bool(held),
     )
+
+
+def _held(c, a):
+    """Is the content held for a rollout (kept so when a new upload replaces it)? Under a
+    rollout already: a new upload would change what its waves were offered, refused."""
+    try:
+        state = c.rollout_status(a.model, a.id)["state"]
+    except NotFound:
+        return False
+    if state != "held":
+        raise UsageError(f"content {a.id} is under a rollout ({state}): upload a new content id")
+    return True
 
 
 def _recreate(c, a, meta, protected):
@@ -224,6 +244,11 @@ def register(f):
         metavar="KEYFILE",
         help="sign model, id, version, size and sha256 with this key (`key generate`): "
         "sig=...&key=... in the meta, for agents with pubkeys",
+    )
+    p.add_argument(
+        "--hold",
+        action="store_true",
+        help="offer it to no device until a rollout of it starts (`rollout start`)",
     )
     p.add_argument(
         "--rollback",

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 import aiohttp_jinja2
 from aiohttp import web
 
-from .. import auth, content, models
+from .. import auth, content, models, rollouts, rollstore, snranges
 from ..state import SERVER, peer
 from ..util import ApiError, check_name, check_text, one, query, read_form
 from . import chart, session
@@ -274,6 +274,7 @@ async def sns(request):
     elapsed_ms = (time.perf_counter() - started) * 1000
     keep = {k: v for k, v in filters.items() if v}
     ctx.update(
+        ranges=[] if model.shared else await _ranges(srv, model),
         items=items,
         filters=filters,
         statuses=STATUSES,
@@ -285,6 +286,51 @@ async def sns(request):
     resp = _render("sns.html", request, ctx)
     resp.headers["Server-Timing"] = f"db;dur={elapsed_ms:.1f}"
     return resp
+
+
+_RANGE_SCAN = 100_000  # listed serial numbers looked through to count those in the ranges
+
+
+def range_bound(spec, value):
+    """A range's first or last number written as the range's serial numbers are."""
+    fmt = spec["format"]
+    if fmt.startswith("mac"):
+        digits = f"{value:012x}"
+        digits = digits.upper() if spec.get("casing") == "upper" else digits
+        if fmt == "mac.48":
+            return ".".join(digits[i : i + 4] for i in range(0, 12, 4))
+        return fmt[3].join(digits[i : i + 2] for i in range(0, 12, 2))
+    text = str(value) if fmt == "base10" else f"{value:x}"
+    if spec.get("casing") == "upper":
+        text = text.upper()
+    return text.zfill(spec["length"]) if spec.get("length") else text
+
+
+async def _ranges(srv, model):
+    """The model's ranges (`sn add --range`): bounds, format, how many serial numbers each
+    whitelists, and how many of those are listed (have a row: enabled or activated)."""
+    specs = await srv.store.ranges(model.id)
+    if not specs:
+        return []
+    listed = [0] * len(specs)
+    if await srv.store.sn_count(model.id) <= _RANGE_SCAN:
+        for item in await srv.store.list_sns(model.id, 0, _RANGE_SCAN):
+            for i, spec in enumerate(specs):
+                if snranges.contains(spec, item.sn):
+                    listed[i] += 1
+    else:
+        listed = [None] * len(specs)
+    return [
+        {
+            "first": range_bound(spec, spec["first"]),
+            "last": range_bound(spec, spec["last"]),
+            "format": spec["format"]
+            + (f", {spec['length']} digits" if spec.get("length") else ""),
+            "covers": spec["last"] - spec["first"] + 1,
+            "listed": n,
+        }
+        for spec, n in zip(specs, listed, strict=True)
+    ]
 
 
 # -- one device ------------------------------------------------------------------------------
@@ -366,11 +412,14 @@ def meta_fields(meta):
 async def content_page(request):
     srv, model, ctx = await _model(request, shared_ok=False)
     items = []
+    rolls = await rollouts.model_rollouts(srv, model.id)
     for item in await srv.store.content_list(model.id):
         row = await srv.store.content(model.id, item.cid)
         fields = meta_fields(row["meta"])
+        roll = rolls.get(item.cid)
         items.append({**row, "sha256": fields.get("sha256", ""),
-                      "version": fields.get("version", "")})  # fmt: skip
+                      "version": fields.get("version", ""),
+                      "roll": roll["state"] if roll else ""})  # fmt: skip
     done = one(query(request), "done")
     ctx.update(items=items, done=done if done in ("uploaded", "deleted") else None,
                max_content=srv.max_content)  # fmt: skip
@@ -392,6 +441,8 @@ async def upload(request):
     ctype = content.check_ctype(request.headers.get("Content-Type", "application/octet-stream"))
     if await srv.store.content(model.id, cid) is not None:
         raise ApiError(409, "content id already exists: delete it first or pick another id")
+    if one(q, "hold") == "true":  # before the id exists: no device ever lists it
+        await rollouts.hold(srv, model, cid)
     digest = hashlib.sha256()
     name, size = await content.receive(request, srv, model, cid, digest)
     fields = [("sha256", digest.hexdigest())] + ([("version", version)] if version else [])
@@ -399,6 +450,8 @@ async def upload(request):
         await content.create(srv, model, cid, urlencode(fields), one(q, "protected") == "true")
     except ApiError:
         srv.blobs.remove(name)
+        if one(q, "hold") == "true":
+            await rollstore.delete(srv.store, model.id, cid)
         raise
     await content.attach(srv, model, cid, name, ctype, size)
     body = {"id": cid, "size": size, "sha256": digest.hexdigest(), "version": version,
@@ -465,8 +518,74 @@ async def rollout(request):
             f"Rollout of {target}",
         ),
         refresh=one(query(request), "refresh") != "off",
+        staged=await _staged(srv, model, row["cid"]),
+        done=_ROLL_DONE.get(one(query(request), "done") or ""),
+        defaults=rollpolicy_defaults(),
     )
     return _render("rollout.html", request, ctx)
+
+
+_ROLL_ACTIONS = {
+    "pause": ("Pause", "offers the content to nobody new: devices that already started "
+              "downloading it finish, the others wait."),
+    "resume": ("Resume", "goes on with the current wave (its soak time starts again now)."),
+    "abort": ("Abort", "withdraws the content from every device: no device is offered it any "
+              "more, whatever its wave. Devices that installed it keep it."),
+}  # fmt: skip
+_ROLL_DONE = {"start": "Rollout started.", "pause": "Rollout paused.",
+              "resume": "Rollout resumed.", "abort": "Rollout aborted."}  # fmt: skip
+
+
+def rollpolicy_defaults():
+    return {"waves": "1,10,50,100", "min_devices": 1, "max_failures": 20, "success": 100,
+            "soak": "0"}  # fmt: skip
+
+
+async def _staged(srv, model, cid):
+    """The staged rollout of `cid` (rollouts.status), or None for a content offered to all."""
+    row = await rollstore.get(srv.store, model.id, cid)
+    if row is None:
+        return None
+    st = await rollouts.status(srv, model.id, cid, row)
+    st["actions"] = [a for a in _ROLL_ACTIONS if a in _allowed(st["state"])]
+    return st
+
+
+def _allowed(state):
+    return {"running": ("pause", "abort"), "paused": ("resume", "abort")}.get(state, ())
+
+
+def _roll_action(request):
+    action = request.match_info["action"]
+    if action not in _ROLL_ACTIONS and action != "start":
+        raise ApiError(404, "no such action")
+    return action
+
+
+async def rollout_confirm(request):
+    srv, model, ctx = await _model(request, shared_ok=False)
+    row = await _content_row(srv, model, request)
+    action = _roll_action(request)
+    if action == "start":
+        raise ApiError(405, "start is a form on the rollout page")
+    label, explain = _ROLL_ACTIONS[action]
+    ctx.update(cid=row["cid"], action=action, label=label, explain=explain)
+    return _render("rollout_confirm.html", request, ctx)
+
+
+async def rollout_act(request):
+    """POST .../rollout/<cid>/<action>: what the extension API's rollout procedures do."""
+    srv, model, ctx = await _model(request, shared_ok=False)
+    row = await _content_row(srv, model, request)
+    action = _roll_action(request)
+    form = request.get("form") or {}
+    if action == "start":
+        body = {k: one(form, k) for k in ("waves", "group", "min_devices", "max_failures",
+                                           "success", "soak") if one(form, k)}  # fmt: skip
+        await rollouts.start(srv, model, row["cid"], body)
+    else:
+        await rollouts.act(srv, model, row["cid"], action, {})
+    return _redirect(f"{ctx['base']}/rollout/{quote_part(row['cid'])}?done={action}")
 
 
 _M = "/m/{owner}/{model}"
@@ -484,4 +603,6 @@ ROUTES = [
     ("GET", _M + "/content/{cid}/delete", delete_confirm, "delete_confirm"),
     ("POST", _M + "/content/{cid}/delete", delete, "delete"),
     ("GET", _M + "/rollout/{cid}", rollout, "rollout"),
+    ("GET", _M + "/rollout/{cid}/{action}", rollout_confirm, "rollout_confirm"),
+    ("POST", _M + "/rollout/{cid}/{action}", rollout_act, "rollout_act"),
 ]

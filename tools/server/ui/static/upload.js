@@ -1,5 +1,5 @@
 // Content upload with a progress bar: the file goes as the request body of one XHR POST (its
-// upload progress events drive the bar); id, version and protected ride in the query string,
+// upload progress events drive the bar); id, version, protected and hold ride in the query string,
 // the session's CSRF token in a header. The server computes the sha256.
 "use strict";
 (function () {
@@ -14,6 +14,7 @@
     if (!file) return;
     var q = new URLSearchParams({ id: form.elements.cid.value, version: form.elements.version.value });
     if (form.elements.protected.checked) q.set("protected", "true");
+    if (form.elements.hold && form.elements.hold.checked) q.set("hold", "true");
     var xhr = new XMLHttpRequest();
     xhr.open("POST", form.action + "?" + q.toString());
     xhr.setRequestHeader("X-CSRF-Token", form.elements.csrf.value);
