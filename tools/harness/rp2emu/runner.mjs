@@ -2,6 +2,7 @@
 //
 //   node runner.mjs --bootrom ROM --flash IMAGE [--firmware firmware.bin|.uf2]
 //                   [--ppp HOST:PORT] [--cut-op N [--torn]] [--cut-cycles N] [--max-seconds S]
+//                   [--stamp] [--quiet-ops]
 //
 // UART0 (the REPL) is stdin/stdout, raw bytes. UART1 (the PPP modem) is a TCP connection to
 // HOST:PORT, where the host-side peer (ppp.py) listens. IMAGE is the 2 MiB flash kept
@@ -11,7 +12,8 @@
 //
 // Status lines go to stderr, each starting "rp2emu: ": "op N erase|program ADDR LEN CYCLES"
 // for every flash operation, "reset" (watchdog reboot: exit 3), "cut ..." (exit 77), and
-// "exit cycles=C sim_s=S wall_s=W mhz=M" at the end.
+// "exit cycles=C sim_s=S wall_s=W mhz=M" at the end; with --stamp also "line CYCLES SIM_US
+// TEXT" for every console line (when it ended).
 //
 // rp2040js gaps worked around here, without changing the emulator:
 // - flash erase and program do nothing in it: the boot ROM's flash routines (found through
@@ -35,7 +37,7 @@ for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   if (!a.startsWith('--')) throw new Error(`bad argument ${a}`);
   const key = a.slice(2);
-  if (key === 'torn' || key === 'quiet-ops') opt[key] = true;
+  if (key === 'torn' || key === 'quiet-ops' || key === 'stamp') opt[key] = true;
   else opt[key] = argv[++i];
 }
 const say = (line) => process.stderr.write(`rp2emu: ${line}\n`);
@@ -215,7 +217,17 @@ function serviceRx(u) {
 
 const console0 = mcu.uart[0];
 let outBuf = [];
-console0.onByte = (b) => outBuf.push(b);
+let line = [];
+console0.onByte = (b) => {
+  outBuf.push(b);
+  if (!opt.stamp) return;
+  if (b === 10) {
+    // the cycle count and simulated time at which each console line ends
+    const text = Buffer.from(line).toString('latin1').replace(/\r/g, '');
+    say(`line ${cpu.cycles} ${Math.round(mcu.clock.nanos / 1000)} ${text}`);
+    line = [];
+  } else if (line.length < 300) line.push(b);
+};
 process.stdin.on('data', (chunk) => {
   for (const b of chunk) console0.pending.push(b);
 });
