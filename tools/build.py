@@ -24,12 +24,13 @@ needs gcc -m32, Debian's gcc-multilib); the binary is copied to FILE.
 
 With --firmware rp2, DIR is a MicroPython tree with the rp2 port's submodules checked out
 (lib/pico-sdk, lib/tinyusb, lib/lwip, lib/mbedtls, lib/micropython-lib: `make -C ports/rp2
-submodules`); the port is built with cmake and Debian's gcc-arm-none-eabi and
-libnewlib-arm-none-eabi, the agent, boards/rp2.py and the factory application (`app`)
-frozen in. BOARD is one of the port's boards (RPI_PICO_W for Wi-Fi) or one of the project's
-in tools/firmware/rp2/ (EXOPROV_PICO_PPP: a Pico with a PPP modem on UART1; variant UART
-drops USB for a UART-only console). FILE gets the UF2 (made here: picotool, which the SDK
-would fetch from the network, is not needed), with FILE's .bin and .elf beside it. Prints
+submodules`); the port is built with cmake and Debian's gcc-arm-none-eabi,
+libnewlib-arm-none-eabi and libstdc++-arm-none-eabi-newlib (the SDK links libstdc++), the
+agent, boards/rp2.py and the factory application (`app`) frozen in. BOARD is one of the
+port's boards (RPI_PICO_W for Wi-Fi) or one of the project's in tools/firmware/rp2/
+(EXOPROV_PICO_PPP: a Pico with a PPP modem on UART1; variant UART drops USB for a UART-only
+console). FILE gets the UF2 (made here: picotool, which the SDK would fetch from the
+network, is not needed), with FILE's .bin and .elf beside it. Prints
 the firmware's flash size and the RAM left for the MicroPython heap.
 """
 
@@ -389,7 +390,8 @@ def build_rp2(src, board, out, say=_say, variant=None, build_dir=None, jobs=None
     for tool in ("cmake", "make", "arm-none-eabi-gcc"):
         if not shutil.which(tool):
             raise BuildError(f"{tool} not found (apt-get install cmake gcc-arm-none-eabi "
-                             "libnewlib-arm-none-eabi)")  # fmt: skip
+                             "libnewlib-arm-none-eabi "
+                             "libstdc++-arm-none-eabi-newlib)")  # fmt: skip
     board = board or "RPI_PICO_W"
     bdir = rp2_board_dir(mp, board)
     if variant and not (bdir / f"mpconfigvariant_{variant}.cmake").is_file():
@@ -412,9 +414,6 @@ def build_rp2(src, board, out, say=_say, variant=None, build_dir=None, jobs=None
         cmake = [
             "cmake", "-S", str(mp / "ports" / "rp2"), "-B", str(build / "build"),
             "-DPICO_BUILD_DOCS=0", "-DPICO_NO_PICOTOOL=1", f"-DMICROPY_BOARD={board}",
-            # the SDK's C++ operator new/delete want libstdc++'s headers (another Debian
-            # package); MicroPython has no C++, so the overrides are left out
-            "-DCMAKE_CXX_FLAGS=-DPICO_CXX_DISABLE_ALLOCATION_OVERRIDES=1",
             f"-DMICROPY_BOARD_DIR={bdir}", f"-DMICROPY_FROZEN_MANIFEST={manifest}",
         ]  # fmt: skip
         if variant:

@@ -276,7 +276,7 @@ function slice() {
           clock.tick(next);
         } else {
           // asleep until an alarm that lies in the future or until I/O: let the host run
-          if (clock.nanos < wall && next > 0) clock.tick(Math.min(next, wall - clock.nanos));
+          if (clock.nanos < wall) clock.tick(next > 0 ? Math.min(next, wall - clock.nanos) : wall - clock.nanos);
           serviceRx(console0);
           serviceRx(modem);
           if (!cpu.waiting) continue;
