@@ -202,18 +202,41 @@ class Pico:
         self.proc.stdin.flush()
 
     def raw_exec(self, code, timeout=120):
-        """Run code through the raw REPL (as mpremote does); -> (stdout, stderr) text."""
+        """Run code through the raw REPL's paste mode with its flow control, as mpremote does;
+        -> (stdout, stderr) text."""
         self.write(b"\r\x03\x03")
         time.sleep(0.2)
         start = len(self.out)
         self.write(b"\x01")
         start = self.expect(b"raw REPL; CTRL-B to exit\r\n>", timeout, start)
-        src = code.encode()
-        for i in range(0, len(src), 256):  # the UART's ring buffer: no flow control here
-            self.write(src[i : i + 256])
-            time.sleep(0.02)
+        self.write(b"\x05A\x01")
+        start = self.expect(b"R\x01", timeout, start)
+        with self._cv:
+            while len(self.out) < start + 2:
+                self._cv.wait(1)
+            window = int.from_bytes(self.out[start : start + 2], "little")
+        start += 2
+        src, sent, credit = code.encode(), 0, window
+        deadline = time.monotonic() + timeout
+        while sent < len(src):
+            with self._cv:
+                while True:
+                    grants = self.out[start:].count(b"\x01")
+                    if self.out.find(b"\x04", start) >= 0:
+                        raise RuntimeError("raw paste: the device ended the transfer")
+                    if grants or credit:
+                        break
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("raw paste: no flow-control credit")
+                    self._cv.wait(0.5)
+                start = len(self.out)
+            credit += grants * window
+            n = min(credit, len(src) - sent)
+            self.write(src[sent : sent + n])
+            sent += n
+            credit -= n
         self.write(b"\x04")
-        start = self.expect(b"OK", timeout, start)
+        start = self.expect(b"\x04", timeout, start)  # the end of the code acknowledged
         end = self.expect(b"\x04>", timeout, start)
         out, _, err = self.out[start : end - 2].decode("latin1").partition("\x04")
         self.write(b"\x02")
