@@ -53,10 +53,11 @@ _LINK_BADAUTH = const(-3)
 _PM_NONE = const(0xA11140)
 # After a failed join (-1/-2) the driver stays in that state and does not retry by itself.
 _REJOIN_MS = const(3000)
-# network.PPP.status() (extmod/network_ppp_lwip.c): 0 inactive, 1 active, 2 connecting,
-# 3 connected, and minus lwIP's PPPERR_* code after a failure.
-_PPP_CONNECTED = const(3)
-_PPP_AUTHFAIL = const(-5)  # PPPERR_AUTHFAIL: the peer refused the PAP credentials
+# network.PPP.status() (extmod/network_ppp_lwip.c): 0 inactive, 1 active, 3 connecting,
+# 4 connected, and minus lwIP's PPPERR_* code after a failure (its state 2, error).
+_PPP_CONNECTING = const(3)
+_PPP_CONNECTED = const(4)
+_PPP_AUTHFAIL = const(-7)  # PPPERR_AUTHFAIL: the peer refused the PAP credentials
 # The PPP object lives as long as the firmware runs: its finaliser would hang up the link.
 _ppp = None
 
@@ -405,7 +406,7 @@ class Board:
         t0 = time.ticks_ms()
         while True:
             st = ppp.status()
-            if st < 2:  # failed (negative) or never started: dial (again)
+            if st < _PPP_CONNECTING:  # never started, or failed (negative): dial (again)
                 if st == _PPP_AUTHFAIL:
                     raise OSError(_EPERM, "rp2: the PPP peer refused the credentials")
                 user = cfg.get("ppp_user")
