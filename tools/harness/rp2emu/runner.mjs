@@ -22,8 +22,10 @@
 // - the UART raises its transmit interrupt again right after the firmware clears it (the
 //   UART REPL then never leaves its handler): here the transmit FIFO drains at once and
 //   never passes through its trigger level, so the interrupt is not raised (as on a PL011).
-// - the receive-timeout interrupt is never raised (network.PPP waits on UART.IRQ_RXIDLE):
-//   here it is raised when the receive FIFO holds bytes and the line has been idle.
+// - the receive-timeout interrupt is never raised (network.PPP waits on UART.IRQ_RXIDLE), and
+//   the receive interrupt comes at every byte, so the firmware empties the FIFO and nothing
+//   is left for a timeout: here the receive interrupt follows the FIFO's trigger level
+//   (UARTIFLS) and the timeout is raised when bytes below it wait on an idle line.
 // - its Simulator lets simulated time jump ahead while the core sleeps; the device would
 //   then give up on the host before the host answers: here simulated time never passes the
 //   wall clock while the core waits.
@@ -172,21 +174,42 @@ mcu.findPeripheral(0x40058000).onWatchdogTrigger = () => finish(3, 'reset');
 const RX = 1 << 4;
 const RT = 1 << 6;
 const FEN = 1 << 4;
+const UARTIFLS = 0x34;
+const RX_LEVELS = [4, 8, 16, 24, 28]; // UARTIFLS.RXIFLSEL: 1/8 .. 7/8 of the 32-byte FIFO
 function patchUart(u) {
+  u.ifls = 0x12; // reset value: both trigger levels at 1/2
   u.checkInterrupts = function () {
     this.rp2040.setInterrupt(this.irq, !!(this.interruptStatus & this.interruptMask));
   };
+  // the receive interrupt is raised at the FIFO's trigger level (every byte without FIFO);
+  // what stays below it is the receive timeout's to report, as on the PL011
+  u.rxLevel = function () {
+    return this.lineCtrlRegister & FEN ? RX_LEVELS[(this.ifls >> 3) & 7] || 16 : 1;
+  };
+  u.rxUpdate = function () {
+    if (this.rxFIFO.itemCount >= this.rxLevel()) this.interruptStatus |= RX;
+    else this.interruptStatus &= ~RX;
+    if (this.rxFIFO.empty) this.interruptStatus &= ~RT;
+    this.checkInterrupts();
+  };
+  u.feedByte = function (value) {
+    this.rxFIFO.push(value);
+    this.rxUpdate();
+  };
   const read = u.readUint32.bind(u);
   u.readUint32 = function (offset) {
+    if (offset === UARTIFLS) return this.ifls;
     const v = read(offset);
-    if (offset === 0 && this.rxFIFO.empty && this.interruptStatus & RT) {
-      this.interruptStatus &= ~RT;
-      this.checkInterrupts();
-    }
+    if (offset === 0) this.rxUpdate();
     return v;
   };
   const write = u.writeUint32.bind(u);
   u.writeUint32 = function (offset, value) {
+    if (offset === UARTIFLS) {
+      this.ifls = value & 0x3f;
+      this.rxUpdate();
+      return;
+    }
     write(offset, value);
     if (offset === 0 && !(this.lineCtrlRegister & FEN)) {
       this.interruptStatus |= 1 << 5; // no FIFO: the holding register is empty again
