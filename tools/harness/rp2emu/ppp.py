@@ -129,6 +129,7 @@ class PppPeer:
         self._tun = None
         self._threads = []
         self._socks = []
+        self._listen = []
         self._id = 0
         self._lcp_up = self._ipcp_sent = False
         self._wlock = threading.Lock()
@@ -143,6 +144,10 @@ class PppPeer:
         ready.wait(30)
         if err or not ready.is_set():
             raise OSError(err[0] if err else "ppp: network namespace set-up timed out")
+        # threads inherit the namespace of the thread that starts them: the relays start
+        # here, in the host's, so that their connections reach the host's loopback
+        for s, port in self._listen:
+            self._spawn(self._accept_relay, s, port)
         srv = socket.create_server(("127.0.0.1", 0))
         self._socks.append(srv)
         self.port = srv.getsockname()[1]
@@ -169,7 +174,7 @@ class PppPeer:
             for port in self.forward:
                 s = socket.create_server((HOST_IP, port))
                 self._socks.append(s)
-                self._spawn(self._accept_relay, s, port)
+                self._listen.append((s, port))
         except OSError as e:
             err.append(str(e))
         ready.set()
