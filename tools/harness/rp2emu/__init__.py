@@ -33,7 +33,9 @@ FS_BASE = 2 * 1024 * 1024 - 1408 * 1024  # MICROPY_HW_FLASH_STORAGE_BASE of a 2 
 RC_RESET, RC_CUT = 3, 77
 _LINE = re.compile(rb"rp2emu: line (\d+) (\d+) (.*)")
 _OP = re.compile(rb"rp2emu: op (\d+) (\w+) (\d+) (\d+) (\d+)")
-_EXIT = re.compile(rb"rp2emu: exit cycles=(\d+) sim_s=([\d.]+) wall_s=([\d.]+) mhz=([\d.]+)")
+_EXIT = re.compile(
+    rb"rp2emu: exit cycles=(\d+) sim_s=([\d.]+) wall_s=([\d.]+) mhz=([\d.]+) busy_mhz=([\d.]+)"
+)
 
 
 def missing():
@@ -172,7 +174,7 @@ class Pico:
                     self.ops.append((int(m[1]), m[2].decode(), int(m[3]), int(m[4]), int(m[5])))
                 elif m := _EXIT.match(raw):
                     self.exit = dict(cycles=int(m[1]), sim_s=float(m[2]), wall_s=float(m[3]),
-                                     mhz=float(m[4]))  # fmt: skip
+                                     mhz=float(m[4]), busy_mhz=float(m[5]))  # fmt: skip
                 else:
                     self.err.append(raw.decode("latin1"))
                 self._cv.notify_all()

@@ -48,6 +48,7 @@ def figures(pico):
     if pico.exit:
         out["wall_s"] = pico.exit["wall_s"]
         out["mhz"] = pico.exit["mhz"]
+        out["busy_mhz"] = pico.exit["busy_mhz"]
     return out
 
 

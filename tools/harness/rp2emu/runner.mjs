@@ -12,7 +12,8 @@
 //
 // Status lines go to stderr, each starting "rp2emu: ": "op N erase|program ADDR LEN CYCLES"
 // for every flash operation, "reset" (watchdog reboot: exit 3), "cut ..." (exit 77), and
-// "exit cycles=C sim_s=S wall_s=W mhz=M" at the end; with --stamp also "line CYCLES SIM_US
+// "exit cycles=C sim_s=S wall_s=W mhz=M busy_mhz=B" at the end (B: while executing, not
+// waiting for the host); with --stamp also "line CYCLES SIM_US
 // TEXT" for every console line (when it ended).
 //
 // rp2040js gaps worked around here, without changing the emulator:
@@ -116,7 +117,8 @@ function finish(code, why) {
   const cycles = cpu.cycles;
   if (why) say(why);
   say(`exit cycles=${cycles} sim_s=${(mcu.clock.nanos / 1e9).toFixed(3)} ` +
-      `wall_s=${wall.toFixed(3)} mhz=${(cycles / wall / 1e6).toFixed(1)}`);
+      `wall_s=${wall.toFixed(3)} mhz=${(cycles / wall / 1e6).toFixed(1)} ` +
+      `busy_mhz=${(cycles / (busyNs || 1) * 1e3).toFixed(1)}`);
   fs.fsyncSync(flashFd);
   fs.closeSync(flashFd);
   process.exitCode = code;
@@ -286,9 +288,19 @@ function flushOut() {
   }
 }
 
+let busyNs = 0; // wall time spent executing instructions (not waiting for the host)
 function slice() {
   if (stopped) return;
-  const sliceEnd = wallNs() + 20e6;
+  const sliceStart = wallNs();
+  const sliceEnd = sliceStart + 20e6;
+  try {
+    runSlice(sliceEnd);
+  } finally {
+    busyNs += wallNs() - sliceStart;
+  }
+}
+
+function runSlice(sliceEnd) {
   const { clock } = mcu;
   for (;;) {
     for (let i = 0; i < 4000 && !stopped; i++) {

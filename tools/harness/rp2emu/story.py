@@ -32,14 +32,17 @@ BOOT = (ROOT / "boards" / "rp2_boot.py").read_text()
 FACTORY = """import gc
 import boards.rp2 as b
 low = [gc.mem_free()]
-def _wrap(f):
+def _wrap(f, last=False):
     def w(*a):
         low[0] = min(low[0], gc.mem_free())
+        if last:
+            print("exoprov mem_free low", low[0])
         return f(*a)
     return w
 for n in ("load", "save", "slot_begin", "slot_write", "slot_read", "slot_finish",
-          "slot_apply", "slot_confirm", "network_up", "reset"):
+          "slot_apply", "slot_confirm", "network_up"):
     setattr(b.Board, n, _wrap(getattr(b.Board, n)))
+b.Board.reset = _wrap(b.Board.reset, True)
 def main():
     print("exoprov factory application")
     from agent.main import main as run
