@@ -176,7 +176,11 @@ class Story:
         try:
             pico.expect(b">>> ", timeout=900)
             files = {"/config.json": json.dumps(cfg), "/main.py": BOOT, "/app.py": FACTORY}
-            code = "".join(f"open({k!r}, 'w').write({v!r})\n" for k, v in files.items())
+            # closed by `with`: MicroPython closes (and LittleFS commits) a file left open only
+            # when a collection finalises it, which a reset does not wait for
+            code = "".join(
+                f"with open({k!r}, 'w') as f: f.write({v!r})\n" for k, v in files.items()
+            )
             out, err = pico.raw_exec(code + "import os; print(sorted(os.listdir('/')))")
             if err or "'main.py'" not in out:
                 raise RuntimeError(f"provisioning failed: {out} {err}")
