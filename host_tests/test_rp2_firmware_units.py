@@ -134,3 +134,80 @@ def test_ppp_peer_negotiates_lcp_then_gives_the_device_its_address():
     link.send(ppp._IPCP, ppp._CONF_REQ, 3, bytes((2, 6, 0, 0x2D, 0x0F, 0x01, 3, 6, 0, 0, 0, 0)))
     proto, rej = link.recv()
     assert (proto, rej[0], rej[4:]) == (ppp._IPCP, ppp._CONF_REJ, bytes((2, 6, 0, 0x2D, 0x0F, 1)))
+
+
+# -- boards/rp2.py with "net": "ppp", in the MicroPython unix port over a fake network.PPP ------
+
+PPP_FAKE = """
+import json, machine, network, time
+calls = []
+
+class Pin:
+    def __init__(self, n):
+        self.n = n
+
+class UART:
+    def __init__(self, n, baudrate, tx, rx, rxbuf):
+        calls.append(["UART", n, baudrate, tx.n, rx.n, rxbuf])
+
+class PPP:
+    SEC_PAP = 1
+    def __init__(self, stream):
+        calls.append(["PPP"])
+        self.st = 0
+        self.plan = list(PLAN)
+    def connect(self, **kw):
+        calls.append(["connect", kw])
+        self.st = 3
+    def status(self):
+        if self.st == 3 and self.plan:
+            self.st = self.plan.pop(0)
+        return self.st
+    def isconnected(self):
+        return self.st == 4
+
+machine.UART, machine.Pin = UART, Pin
+if HAVE_PPP:
+    network.PPP = PPP
+from boards.rp2 import Board
+b = Board(CFG)
+res = []
+for _ in range(2):
+    try:
+        b.network_up(300)
+        res.append("up")
+    except OSError as e:
+        res.append([e.args[0], e.args[1]])
+print(json.dumps({"calls": calls, "res": res}))
+"""
+
+
+def ppp_run(tmp_path, plan, have=True, **cfg):
+    from fakes.hwkit import make_hw, out, run_mp
+
+    conf = {"state_dir": str(tmp_path), "net": "ppp", **cfg}
+    head = f"PLAN = {plan!r}\nHAVE_PPP = {have!r}\nCFG = {json.dumps(conf)}\n"
+    return out(run_mp(make_hw(tmp_path, chip="cyw43"), head + PPP_FAKE))
+
+
+def test_ppp_network_comes_up_on_the_configured_uart_once(tmp_path):
+    got = ppp_run(tmp_path, [3, 3, 4], ppp_uart=0, ppp_tx=12, ppp_rx=13, ppp_baud=9600)
+    assert got["res"] == ["up", "up"]
+    # one UART and one PPP for the board's life (its finaliser would hang up), dialled once
+    assert got["calls"] == [["UART", 0, 9600, 12, 13, 2048], ["PPP"], ["connect", {}]]
+
+
+def test_ppp_defaults_pap_and_a_failed_dial_retried(tmp_path):
+    got = ppp_run(tmp_path, [-6, 4], ppp_user="u", ppp_password="p")  # PPPERR_CONNECT, then up
+    assert got["res"] == ["up", "up"]
+    pap = ["connect", {"security": 1, "user": "u", "key": "p"}]
+    assert got["calls"] == [["UART", 1, 115200, 4, 5, 2048], ["PPP"], pap, pap]
+
+
+def test_ppp_errors_are_one_line(tmp_path):
+    got = ppp_run(tmp_path / "a", [-7], ppp_user="u")  # PPPERR_AUTHFAIL: terminal
+    assert got["res"][0] == [1, "rp2: the PPP peer refused the credentials"]
+    got = ppp_run(tmp_path / "b", [])  # connecting for ever
+    assert got["res"][0] == [110, "rp2: PPP not up in 300 ms (status 3)"]
+    got = ppp_run(tmp_path / "c", [4], have=False)
+    assert got["res"][0] == [22, "rp2: this firmware has no network.PPP (net: ppp)"]
