@@ -33,7 +33,7 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) build run .pytest_cache
 
-# Issue 6: faults, power cuts, fuzzing, load and benchmarks (full runs; `make test` runs
+# Faults, power cuts, fuzzing, load and benchmarks (full runs; `make test` runs
 # bounded samples of the first four).
 .PHONY: powercut faults fuzz load bench
 

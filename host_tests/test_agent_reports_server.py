@@ -1,4 +1,4 @@
-"""The agent's reports (issue 10) against the real server, under CPython and the MicroPython
+"""The agent's reports against the real server, under CPython and the MicroPython
 unix port: what the fleet status shows after each step, the progress history, and alias
 writes that fail (500) or never answer (a hang) never failing an update."""
 
@@ -17,7 +17,7 @@ from tools.harness.reportcost import AliasProxy
 def fleet(server):
     f = Fleet(server, server.add_vendor())
     yield f
-    f.s.close()
+    f.close()
 
 
 def status(fleet, sn):

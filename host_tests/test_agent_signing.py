@@ -1,4 +1,4 @@
-"""Signed firmware and no downgrades (issue 11), the agent against the real server on both
+"""Signed firmware and no downgrades, the agent against the real server on both
 interpreters: content signed with `exoprov.fleet.signing` (what `content upload --sign`
 writes), refused or applied by the agent configured with `pubkeys`."""
 
@@ -31,7 +31,7 @@ class Key:
 def fleet(server):
     f = Fleet(server, server.add_vendor())
     yield f
-    f.s.close()
+    f.close()
 
 
 @pytest.fixture

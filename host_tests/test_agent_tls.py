@@ -3,7 +3,6 @@ file or the system CAs; MicroPython with ca_file and CERT_REQUIRED) runs its who
 against it, and refuses it when the certificate does not chain to the CA it trusts; the fleet
 client checks the certificate the same way. The CA is made at test time."""
 
-import hashlib
 import json
 import os
 
@@ -36,26 +35,12 @@ def tls_server(tmp_path_factory, certs):
     srv.stop()
 
 
-def vendor_session(srv, certs):
-    v = srv.add_vendor()
-    s = srv.session(cik=v["cik"])
-    s.verify = certs["ca"]
-    return v, s
-
-
 def setup_sn(srv, certs, sn, content=None):
-    v, s = vendor_session(srv, certs)
+    v = srv.add_vendor()
     model = "tls" + sn
-    assert s.post("/provision/manage/model/", data={"model": model, "code": "t"}).ok
-    assert s.post(f"/provision/manage/model/{model}/", data={"sn": sn}).ok
-    r = s.post(f"/provision/manage/model/{model}/{sn}", data={"enable": "true", "owner": v["rid"]})
-    assert r.ok
-    if content:
-        url = f"/provision/manage/content/{model}/"
-        meta = "sha256=" + hashlib.sha256(content).hexdigest() + "&version=2"
-        assert s.post(url, data={"id": "firmware-t", "meta": meta}).ok
-        assert s.post(url + "firmware-t", data=content).ok
-    s.close()
+    contents = [("firmware-t", content, "2")] if content else ()
+    with Client(srv.url, cik=v["cik"], ca_file=certs["ca"]) as c:
+        c.setup(model, [sn], owner=v["rid"], contents=contents)
     return v["vendor"], model
 
 

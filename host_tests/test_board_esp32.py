@@ -1,38 +1,19 @@
 """boards/esp32.py in the MicroPython unix port on the esp32/network/machine fakes.
 
-Each run_mp() is one boot of the fake board; the fake flash, NVS, otadata and bootloader
-persist in the board directory between boots (host_tests/fakes/_fakehw.py).
+Each boot() runs one scenario of host_tests/mpy_programs/board_esp32.py as one boot of the
+fake board; the fake flash, NVS, otadata and bootloader persist in the board directory
+between boots (host_tests/fakes/_fakehw.py).
 """
 
 import json
 
 import pytest
-from fakes.hwkit import app_image, arm, events, flash, make_hw, nvs, out, run_mp, running
-
-HEAD = """
-import json
-from boards.esp32 import Board
-b = Board({"wifi_ssid": "lab", "wifi_password": "pw-lab"})
-
-def put(img, start=0, stop=None):
-    stop = len(img) if stop is None else stop
-    mv = memoryview(img)
-    for off in range(start, stop, 4096):
-        b.slot_write(off, mv[off:min(off + 4096, len(img))])
-
-def readback(n):
-    buf = bytearray(n)
-    got = b.slot_read(0, buf)
-    return got, bytes(buf)
-
-def img(name):
-    with open(name, "rb") as f:
-        return f.read()
-"""
+from fakes.hwkit import app_image, arm, events, flash, make_hw, nvs, out, run_program, running
 
 
-def boot(hw, body, **kw):
-    return run_mp(hw, HEAD + body, **kw)
+def boot(hw, scenario, *args):
+    """One boot of the fake board running a scenario of mpy_programs/board_esp32.py."""
+    return run_program(hw, "board_esp32", scenario, *args)
 
 
 @pytest.fixture
@@ -44,10 +25,10 @@ def hw(tmp_path):
 
 
 def test_storage_two_generations_alternate(hw):
-    r = boot(hw, "print(json.dumps([b.load()]))")
+    r = boot(hw, "load")
     assert out(r) == [None]
-    boot(hw, "b.save(b'one'); b.save(b'two'); b.save(b'three')")
-    r = boot(hw, "print(json.dumps(b.load().decode()))")
+    boot(hw, "save", "one", "two", "three")
+    r = boot(hw, "stored")
     assert out(r) == "three"
     space = nvs(hw)["exoprov"]
     seqs = {k: int.from_bytes(bytes.fromhex(v[1])[2:6], "little") for k, v in space.items()}
@@ -55,22 +36,22 @@ def test_storage_two_generations_alternate(hw):
 
 
 def test_storage_corrupt_newest_falls_back_then_overwritten(hw):
-    boot(hw, "b.save(b'old'); b.save(b'new')")
+    boot(hw, "save", "old", "new")
     data = json.loads((hw / "nvs.json").read_text())
     blob = bytearray.fromhex(data["exoprov"]["r1"][1])
     blob[-1] ^= 0xFF  # flip a bit in the newest generation's data
     data["exoprov"]["r1"][1] = blob.hex()
     (hw / "nvs.json").write_text(json.dumps(data))
-    r = boot(hw, "print(json.dumps(b.load().decode()))")
+    r = boot(hw, "stored")
     assert out(r) == "old"
-    boot(hw, "b.save(b'newer')")
+    boot(hw, "save", "newer")
     assert "r1" in nvs(hw)["exoprov"]
-    r = boot(hw, "print(json.dumps(b.load().decode()))")
+    r = boot(hw, "stored")
     assert out(r) == "newer"
 
 
 def test_storage_record_too_large_refused(hw):
-    r = boot(hw, "b.save(b'x' * 5000)")
+    r = boot(hw, "save_size", 5000)
     assert r.returncode == 1 and "ValueError: esp32: record of 5000" in r.stdout + r.stderr
 
 
@@ -79,28 +60,26 @@ def test_storage_record_too_large_refused(hw):
     [(1, "before", "old"), (1, "after", "old"), (2, "before", "old"), (2, "after", "new")],
 )
 def test_power_cut_during_save_leaves_old_or_new(hw, at, mode, expect):
-    boot(hw, "b.save(b'old')")
+    boot(hw, "save", "old")
     arm(hw, at, mode)  # op 1: set_blob, op 2: commit of that key
-    r = boot(hw, "b.save(b'new')")
+    r = boot(hw, "save", "new")
     assert r.returncode == 137, r.stderr
     assert any(e.startswith("powercut") for e in events(hw))
-    r = boot(hw, "print(json.dumps(b.load().decode()))")
+    r = boot(hw, "stored")
     assert out(r) == expect
-    boot(hw, "b.save(b'after')")  # and the board saves normally after the cut
-    assert out(boot(hw, "print(json.dumps(b.load().decode()))")) == "after"
+    boot(hw, "save", "after")  # and the board saves normally after the cut
+    assert out(boot(hw, "stored")) == "after"
 
 
 def test_power_cut_between_keys_of_one_commit(hw):
     # A commit of two keys (ota marker + record) lands one key at a time: the record stays
     # whole whichever side of the cut it is on.
-    boot(hw, "b.save(b'old')")
+    boot(hw, "save", "old")
     for at in (1, 2, 3, 4):
         arm(hw, at, "after")
-        r = boot(
-            hw, "b._nvs.set_blob('zz', b'1'); b._nvs.set_blob('r1', b'XRjunk'); b._nvs.commit()"
-        )
+        r = boot(hw, "two_keys_one_commit")
         assert r.returncode == 137
-        got = out(boot(hw, "print(json.dumps(b.load().decode()))"))
+        got = out(boot(hw, "stored"))
         assert got == "old"
 
 
@@ -110,91 +89,42 @@ def test_power_cut_between_keys_of_one_commit(hw):
 def test_slot_write_read_back_and_rewrite(hw, tmp_path):
     image = app_image(3 * 4096 + 1000, b"ab")
     (tmp_path / "img.bin").write_bytes(image)
-    body = f"""
-i = img({str(tmp_path / "img.bin")!r})
-b.slot_begin(len(i)); put(i); b.slot_finish(len(i))
-first = readback(len(i))
-b.slot_erase(); b.slot_begin(len(i)); put(i)  # written flash again: must erase first
-second = readback(len(i))
-print(json.dumps([first[0], first[1] == i, second[1] == i]))
-"""
-    assert out(boot(hw, body)) == [len(image), True, True]
+    assert out(boot(hw, "write_twice", tmp_path / "img.bin")) == [len(image), True, True]
     assert flash(hw, "ota_1")[: len(image)] == image
     assert flash(hw, "ota_1")[len(image) : len(image) + 10] == b"\xff" * 10
 
 
 def test_fake_flash_enforces_erase_and_sector_size(hw):
-    body = """
-import esp32
-p = esp32.Partition("ota_1")
-p.writeblocks(0, b"\\x01" * 4096)
-res = []
-for call in (lambda: p.writeblocks(0, b"\\x02" * 16, 0), lambda: p.writeblocks(1, b"x" * 100)):
-    try:
-        call()
-        res.append(None)
-    except OSError as e:
-        res.append(e.args[0])
-print(json.dumps(res))
-"""
-    assert out(boot(hw, body)) == [5, -0x104]  # EIO (not erased), ESP_ERR_INVALID_SIZE
+    assert out(boot(hw, "flash_rules")) == [5, -0x104]  # EIO (not erased), ESP_ERR_INVALID_SIZE
 
 
 def test_resume_after_reset_mid_write(hw, tmp_path):
     image = app_image(5 * 4096, b"xyz")
     (tmp_path / "img.bin").write_bytes(image)
-    name = repr(str(tmp_path / "img.bin"))
-    boot(hw, f"i = img({name}); b.slot_begin(len(i)); put(i, 0, 8192)")
+    name = tmp_path / "img.bin"
+    boot(hw, "write_part", name, 0, 8192)
     arm(hw, 1, "torn")  # the next write is torn by a power cut
-    r = boot(hw, f"i = img({name}); b.slot_begin(len(i)); put(i, 8192)")
+    r = boot(hw, "write_part", name, 8192)
     assert r.returncode == 137
-    body = f"""
-i = img({name}); b.slot_begin(len(i))
-buf = bytearray(8192); b.slot_read(0, buf)
-ok = bytes(buf) == i[:8192]
-put(i, 8192)  # the torn sector is written again: erased first by writeblocks
-print(json.dumps([ok, readback(len(i))[1] == i]))
-"""
-    assert out(boot(hw, body)) == [True, True]
+    assert out(boot(hw, "resume", name)) == [True, True]
 
 
 def test_image_too_big_and_not_an_image(hw, tmp_path):
     (tmp_path / "bad.bin").write_bytes(b"\x00" * 5000)
-    body = f"""
-res = []
-try:
-    b.slot_begin(65 * 1024)
-except OSError as e:
-    res.append([e.args[0], e.args[1]])
-i = img({str(tmp_path / "bad.bin")!r})
-b.slot_begin(len(i)); put(i)
-for call in (lambda: b.slot_finish(len(i)), b.slot_apply):
-    try:
-        call()
-    except (OSError, ValueError) as e:
-        res.append(str(e.args[-1]))
-print(json.dumps(res))
-"""
-    res = out(boot(hw, body))
+    res = out(boot(hw, "refused", tmp_path / "bad.bin"))
     assert res[0][0] == 28 and "over partition ota_1" in res[0][1]
     assert "not an app image" in res[1]
     assert "refused the image" in res[2]
-    assert out(boot(hw, "import esp32; print(json.dumps(esp32.Partition(0).info()[4]))")) == (
-        "ota_0"
-    )
+    assert out(boot(hw, "boot_label")) == "ota_0"
 
 
 def test_no_ota_partitions_clear_error(tmp_path):
     hw = make_hw(tmp_path, ota=0, factory=True)
-    body = """
-b.save(b"rec")
-try:
-    b.slot_begin(1000)
-    print(json.dumps("no error"))
-except OSError as e:
-    print(json.dumps([e.args[0], e.args[1], b.load().decode()]))
-"""
-    assert out(boot(hw, body)) == [2, "esp32: no OTA partitions in this firmware's table", "rec"]
+    assert out(boot(hw, "no_ota")) == [
+        2,
+        "esp32: no OTA partitions in this firmware's table",
+        "rec",
+    ]
 
 
 # -- apply, boot, confirm, rollback through the bootloader model -------------------------------
@@ -203,11 +133,7 @@ except OSError as e:
 def _apply(hw, tmp_path, tag=b"new"):
     image = app_image(2 * 4096 + 123, tag)
     (tmp_path / "img.bin").write_bytes(image)
-    body = f"""
-i = img({str(tmp_path / "img.bin")!r})
-b.slot_begin(len(i)); put(i); b.slot_finish(len(i)); b.slot_apply()
-"""
-    r = boot(hw, body)
+    r = boot(hw, "apply", tmp_path / "img.bin")
     assert r.returncode == 0, r.stderr
     return image
 
@@ -215,68 +141,53 @@ b.slot_begin(len(i)); put(i); b.slot_finish(len(i)); b.slot_apply()
 def test_apply_boot_confirm(hw, tmp_path):
     _apply(hw, tmp_path)
     assert running(hw) == "ota_0"
-    r = boot(hw, "b.slot_confirm(); print(json.dumps(b._running))")
+    r = boot(hw, "confirm")
     assert out(r) == "ota_1"
     assert "confirm ota_1" in events(hw)
     for _ in range(2):  # confirmed: it stays
-        boot(hw, "b.slot_confirm()")
+        boot(hw, "confirm")
         assert running(hw) == "ota_1"
     # the next update goes to the other partition, and back again
     _apply(hw, tmp_path, b"third")
-    assert out(boot(hw, "b.slot_confirm(); print(json.dumps(b._running))")) == "ota_0"
+    assert out(boot(hw, "confirm")) == "ota_0"
 
 
 def test_reset_before_confirm_boots_old_image(hw, tmp_path):
     _apply(hw, tmp_path)
-    boot(hw, "pass")  # the new image boots and resets before it is confirmed
+    boot(hw, "start")  # the new image boots and resets before it is confirmed
     assert running(hw) == "ota_1"
-    body = """
-res = [b._running]
-try:
-    b.slot_confirm()
-except OSError as e:
-    res.append(e.args[1])
-b.slot_rollback()  # nothing left to do: the bootloader went back already
-import esp32
-res.append(esp32.Partition(esp32.Partition.BOOT).info()[4])
-print(json.dumps(res))
-"""
-    res = out(boot(hw, body))
+    res = out(boot(hw, "confirm_after_fallback"))
     assert res[0] == "ota_0" and "not the new image" in res[1] and res[2] == "ota_0"
     assert "rollback ota_1 aborted" in events(hw)
-    boot(hw, "pass")
+    boot(hw, "start")
     assert running(hw) == "ota_0"
 
 
 def test_rollback_when_health_check_fails(hw, tmp_path):
     _apply(hw, tmp_path)
-    r = boot(hw, "b.slot_rollback(); print(json.dumps(b._running))")
+    r = boot(hw, "rollback")
     assert out(r) == "ota_1"
     for _ in range(3):  # the old image boots and stays (the board confirms it on start)
-        boot(hw, "pass")
+        boot(hw, "start")
         assert running(hw) == "ota_0"
     assert "confirm ota_0" in events(hw)
 
 
 def test_rollback_before_reset_cancels_apply(hw, tmp_path):
     _apply(hw, tmp_path)
-    boot(hw, "b.slot_begin(10); b.slot_rollback()")  # still running ota_0, BOOT was ota_1
+    boot(hw, "begin_then_rollback")  # still running ota_0, BOOT was ota_1
     for _ in range(2):
-        boot(hw, "pass")
+        boot(hw, "start")
         assert running(hw) == "ota_0"
 
 
 def test_apply_twice_in_one_boot_is_harmless(hw, tmp_path):
     image = app_image(5000, b"tw")
     (tmp_path / "img.bin").write_bytes(image)
-    body = f"""
-i = img({str(tmp_path / "img.bin")!r})
-b.slot_begin(len(i)); put(i); b.slot_finish(len(i)); b.slot_apply(); b.slot_apply()
-"""
-    assert boot(hw, body).returncode == 0
-    boot(hw, "b.slot_confirm()")
+    assert boot(hw, "apply", tmp_path / "img.bin", 2).returncode == 0
+    boot(hw, "confirm")
     assert running(hw) == "ota_1"
-    boot(hw, "pass")
+    boot(hw, "start")
     assert running(hw) == "ota_1"
 
 
@@ -284,14 +195,7 @@ b.slot_begin(len(i)); put(i); b.slot_finish(len(i)); b.slot_apply(); b.slot_appl
 
 
 def test_wifi_up_and_already_connected(hw):
-    body = """
-import network
-b.network_up(2000)
-w = network.WLAN(network.STA_IF)
-b.network_up(2000)
-print(json.dumps([w.isconnected(), w.connects]))
-"""
-    assert out(boot(hw, body)) == [True, 1]
+    assert out(boot(hw, "wifi_up")) == [True, 1]
 
 
 @pytest.mark.parametrize(
@@ -303,21 +207,13 @@ print(json.dumps([w.isconnected(), w.connects]))
     ],
 )
 def test_wifi_deadline_and_errors(hw, cfg, errno, text):
-    body = f"""
-b = Board({cfg!r})
-try:
-    b.network_up(300)
-    print(json.dumps("up"))
-except OSError as e:
-    print(json.dumps([e.args[0], e.args[1]]))
-"""
-    res = out(boot(hw, body))
+    res = out(boot(hw, "wifi", json.dumps(cfg)))
     assert res[0] == errno and text in res[1]
     assert "pw-lab" not in res[1] and "wrong" not in res[1]
 
 
 def test_identity_and_clock(hw):
-    assert out(boot(hw, "print(json.dumps([b.unique_id(), type(b.time()).__name__]))")) == [
+    assert out(boot(hw, "identity")) == [
         "246f28a1b2c3",
         "int",
     ]
@@ -332,12 +228,12 @@ from fakes.hwkit import Fleet, run_esp32_agent  # noqa: E402
 def fleet(server):
     f = Fleet(server, server.add_vendor())
     yield f
-    f.s.close()
+    f.close()
 
 
 def record(hw):
     """The agent's record as the board stores it (the newest valid NVS generation)."""
-    r = run_mp(hw, HEAD + "import json\nd = b.load()\nprint(d.decode() if d else 'null')")
+    r = boot(hw, "record")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -416,7 +312,7 @@ def test_scenario_unhealthy_update_rolled_back_by_agent(fleet, tmp_path):
 def test_scenario_power_cut_during_storage_saves(fleet, tmp_path):
     """A cut at each NVS commit of the first activation, in turn: after any cut the record is
     the old or the new one, and restarts (with the operator's regenerate when the CIK was
-    lost, as the spec README says) end active."""
+    lost: `enable=true` again, POST /provision/manage/model/<model>/<sn>) end active."""
     k = 0
     while True:
         k += 1
@@ -462,17 +358,4 @@ def test_scenario_resume_after_reset_mid_download(fleet, tmp_path, hw):
 def test_wifi_connect_already_in_progress(hw):
     # boot.py (or an earlier attempt) left the driver connecting: connect() alone would raise
     # "Wifi Internal Error" on an ESP32; the board stops the attempt first
-    body = """
-import network
-w = network.WLAN(network.STA_IF)
-w.active(True)
-w.connect("lab", "pw-lab")
-try:
-    w.connect("lab", "pw-lab")
-    quirk = None
-except OSError as e:
-    quirk = e.args[0]
-b.network_up(2000)
-print(json.dumps([quirk, w.isconnected()]))
-"""
-    assert out(boot(hw, body)) == ["Wifi Internal Error", True]
+    assert out(boot(hw, "wifi_connect_in_progress")) == ["Wifi Internal Error", True]

@@ -1,63 +1,21 @@
 """boards/rp2.py and boards/rp2_boot.py (main.py) in the MicroPython unix port.
 
-The Pico's LittleFS is a temporary directory (state_dir); the boot snippet runs with
-EXOPROV_ROOT pointing at it. Power cuts during a save are injected by wrapping the module's
-`open` and `os` (the real board has no hook: LittleFS itself is the thing being modelled).
+The Pico's LittleFS is a temporary directory (state_dir); each boot() runs one scenario of
+host_tests/mpy_programs/board_rp2.py with EXOPROV_ROOT pointing at it. Power cuts during a
+save are injected by wrapping the module's `open` and `os` (the real board has no hook:
+LittleFS itself is the thing being modelled). The test bundles all carry
+host_tests/mpy_programs/rp2_bundle_app.py as app.py, told what to do by their `tag` file.
 """
 
 import json
 
 import pytest
 from exoprov.build import make_bundle
-from fakes.hwkit import ROOT, make_hw, out, run_mp
+from fakes.hwkit import ROOT, make_hw, out, run_mp, run_program
 
-HEAD = """
-import json
-from boards.rp2 import Board
-ROOT = {root!r}
-b = Board({{"state_dir": ROOT, "wifi_ssid": "lab", "wifi_password": "pw-lab"}})
+from tools.harness.mpunix import PROGRAMS
 
-def put(data, start=0, stop=None):
-    stop = len(data) if stop is None else stop
-    mv = memoryview(data)
-    for off in range(start, stop, 4096):
-        b.slot_write(off, mv[off:min(off + 4096, len(data))])
-
-def load(name):
-    with open(name, "rb") as f:
-        return f.read()
-
-def stage(name):
-    data = load(name)
-    b.slot_begin(len(data)); put(data); b.slot_finish(len(data))
-    return data
-"""
-
-APP_OK = """
-def main():
-    from boards.rp2 import Board
-    b = Board({"state_dir": %r})
-    try:
-        b.slot_confirm()  # like the agent: keep this bundle once it works
-    except OSError:
-        pass  # an older bundle started after a fallback: nothing to confirm
-    print("app %s running")
-    return 0
-"""
-
-APP_NO_CONFIRM = """
-def main():
-    print("app %s running, not confirming")
-    return 1
-"""
-
-APP_BROKEN = "raise ImportError('bundle %s is broken')\n"
-
-FACTORY = """
-def main():
-    print("app factory running")
-    return 0
-"""
+APP = (PROGRAMS / "rp2_bundle_app.py").read_bytes()  # its tag file says what it does
 
 
 @pytest.fixture
@@ -66,13 +24,15 @@ def dev(tmp_path):
     root.mkdir()
     hw = make_hw(tmp_path, chip="cyw43")
     (tmp_path / "factory").mkdir()
-    (tmp_path / "factory" / "app.py").write_text(FACTORY)
+    (tmp_path / "factory" / "app.py").write_bytes(APP)
+    (tmp_path / "factory" / "tag").write_text("factory plain")
     return hw, root
 
 
-def boot(dev, body):
+def boot(dev, scenario, *args):
+    """One boot of the Pico running a scenario of host_tests/mpy_programs/board_rp2.py."""
     hw, root = dev
-    return run_mp(hw, HEAD.format(root=str(root)) + body)
+    return run_program(hw, "board_rp2", scenario, *args, env={"EXOPROV_ROOT": str(root)})
 
 
 def main_py(dev):
@@ -86,8 +46,8 @@ def ptr(dev):
     return (dev[1] / "app.ptr").read_text().split()
 
 
-def bundle(dev, name, app_code, extra=()):
-    files = [("app.py", app_code.encode()), *extra]
+def bundle(dev, name, tag, extra=()):
+    files = [("app.py", APP), ("tag", tag.encode()), *extra]
     data = make_bundle(files)
     path = dev[1].parent / name
     path.write_bytes(data)
@@ -95,7 +55,7 @@ def bundle(dev, name, app_code, extra=()):
 
 
 def stage_apply(dev, path):
-    r = boot(dev, f"stage({str(path)!r}); b.slot_apply()")
+    r = boot(dev, "stage_apply", path)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -103,62 +63,16 @@ def stage_apply(dev, path):
 
 
 def test_storage_roundtrip_and_corruption(dev):
-    assert out(boot(dev, "print(json.dumps([b.load()]))")) == [None]
-    boot(dev, "b.save(b'one'); b.save(b'two')")
-    assert out(boot(dev, "print(json.dumps(b.load().decode()))")) == "two"
+    assert out(boot(dev, "load")) == [None]
+    boot(dev, "save", "one", "two")
+    assert out(boot(dev, "stored")) == "two"
     rec = dev[1] / "exoprov.rec"
     raw = bytearray(rec.read_bytes())
     raw[-1] ^= 1
     rec.write_bytes(bytes(raw))
-    assert out(boot(dev, "print(json.dumps([b.load()]))")) == [None]
+    assert out(boot(dev, "load")) == [None]
     rec.write_bytes(b"XR")
-    assert out(boot(dev, "print(json.dumps([b.load()]))")) == [None]
-
-
-CUT = """
-import boards.rp2 as R
-AT, MODE = {at}, {mode!r}
-n = [0]
-real_open, real_os = open, R.os
-
-def tick(torn=None):
-    n[0] += 1
-    if n[0] == AT:
-        if torn is not None and MODE == "torn":
-            torn()
-        raise SystemExit(137)
-
-class F:
-    def __init__(self, f):
-        self.f = f
-    def write(self, data):
-        tick(lambda: self.f.write(bytes(data)[: len(data) // 2]))
-        return self.f.write(data)
-    def flush(self):
-        tick()
-        self.f.flush()
-    def close(self):
-        self.f.close()
-    def __enter__(self):
-        return self
-    def __exit__(self, *a):
-        self.f.close()
-
-class OS:
-    def rename(self, a, c):
-        tick()
-        real_os.rename(a, c)
-    def __getattr__(self, name):
-        return getattr(real_os, name)
-
-def cut_open(p, m="r"):
-    f = real_open(p, m)
-    return F(f) if ("w" in m or "+" in m) else f
-
-R.open = cut_open
-R.os = OS()
-b.save(b"new")
-"""
+    assert out(boot(dev, "load")) == [None]
 
 
 @pytest.mark.parametrize(
@@ -167,25 +81,25 @@ b.save(b"new")
 )
 def test_power_cut_during_save(dev, at, mode, expect):
     # ops of a save: write the temp file (1), flush it (2), rename it over the record (3)
-    boot(dev, "b.save(b'old')")
-    r = boot(dev, CUT.format(at=at, mode=mode))
+    boot(dev, "save", "old")
+    r = boot(dev, "save_with_cut", at, mode)
     assert r.returncode == 137, r.stdout + r.stderr
-    assert out(boot(dev, "print(json.dumps(b.load().decode()))")) == expect
-    boot(dev, "b.save(b'later')")
-    assert out(boot(dev, "print(json.dumps(b.load().decode()))")) == "later"
+    assert out(boot(dev, "stored")) == expect
+    boot(dev, "save", "later")
+    assert out(boot(dev, "stored")) == "later"
 
 
 def test_save_without_cut_through_the_harness(dev):
-    boot(dev, "b.save(b'old')")
-    assert boot(dev, CUT.format(at=99, mode="before")).returncode == 0
-    assert out(boot(dev, "print(json.dumps(b.load().decode()))")) == "new"
+    boot(dev, "save", "old")
+    assert boot(dev, "save_with_cut", 99, "before").returncode == 0
+    assert out(boot(dev, "stored")) == "new"
 
 
 # -- bundle slot ---------------------------------------------------------------------------------
 
 
 def test_stage_apply_unpacks_into_a_and_points_at_it(dev):
-    path = bundle(dev, "b1", APP_OK % (str(dev[1]), "v1"), [("lib/x/y.txt", b"hello")])
+    path = bundle(dev, "b1", "v1 ok", [("lib/x/y.txt", b"hello")])
     stage_apply(dev, path)
     assert ptr(dev) == ["app_a", "-", "new"]
     assert (dev[1] / "app_a" / "lib" / "x" / "y.txt").read_bytes() == b"hello"
@@ -193,48 +107,36 @@ def test_stage_apply_unpacks_into_a_and_points_at_it(dev):
 
 
 def test_boot_new_bundle_confirm_then_next_update(dev):
-    root = str(dev[1])
-    stage_apply(dev, bundle(dev, "b1", APP_OK % (root, "v1")))
+    stage_apply(dev, bundle(dev, "b1", "v1 ok"))
     r = main_py(dev)
     assert r.returncode == 0 and "app v1 running" in r.stdout, r.stdout
     assert ptr(dev) == ["app_a", "-", "ok"]
     assert "app v1 running" in main_py(dev).stdout  # confirmed: stays
-    stage_apply(dev, bundle(dev, "b2", APP_OK % (root, "v2")))
+    stage_apply(dev, bundle(dev, "b2", "v2 ok"))
     assert ptr(dev) == ["app_b", "app_a", "new"]
     assert "app v2 running" in main_py(dev).stdout
-    stage_apply(dev, bundle(dev, "b3", APP_OK % (root, "v3")))
+    stage_apply(dev, bundle(dev, "b3", "v3 ok"))
     assert ptr(dev) == ["app_a", "app_b", "new"]  # the oldest bundle made room
     assert "app v3 running" in main_py(dev).stdout
     assert ptr(dev) == ["app_a", "app_b", "ok"]
 
 
 def test_bundle_that_fails_to_start_falls_back(dev):
-    root = str(dev[1])
-    stage_apply(dev, bundle(dev, "b1", APP_OK % (root, "v1")))
+    stage_apply(dev, bundle(dev, "b1", "v1 ok"))
     main_py(dev)
-    stage_apply(dev, bundle(dev, "b2", APP_BROKEN % "v2"))
+    stage_apply(dev, bundle(dev, "b2", "v2 broken"))
     r = main_py(dev)
     assert "bundle app_b failed to start: back to app_a" in r.stdout
     assert "app v1 running" in r.stdout and r.returncode == 0
     assert ptr(dev) == ["app_a", "app_b", "failed"]
-    body = """
-res = []
-try:
-    b.slot_confirm()
-except OSError as e:
-    res.append(e.args[1])
-b.slot_rollback()
-print(json.dumps(res))
-"""
-    assert "not running" in out(boot(dev, body))[0]
+    assert "not running" in out(boot(dev, "confirm_refused_then_rollback"))[0]
     assert ptr(dev) == ["app_a", "app_b", "failed"]
 
 
 def test_unconfirmed_bundle_rolled_back_on_next_start(dev):
-    root = str(dev[1])
-    stage_apply(dev, bundle(dev, "b1", APP_OK % (root, "v1")))
+    stage_apply(dev, bundle(dev, "b1", "v1 ok"))
     main_py(dev)
-    stage_apply(dev, bundle(dev, "b2", APP_NO_CONFIRM % "v2"))
+    stage_apply(dev, bundle(dev, "b2", "v2 no-confirm"))
     assert "app v2 running, not confirming" in main_py(dev).stdout
     assert ptr(dev) == ["app_b", "app_a", "trying"]
     r = main_py(dev)  # reset before confirmation: back to v1
@@ -242,23 +144,20 @@ def test_unconfirmed_bundle_rolled_back_on_next_start(dev):
 
 
 def test_agent_rollback_of_a_started_bundle(dev):
-    root = str(dev[1])
-    stage_apply(dev, bundle(dev, "b1", APP_NO_CONFIRM % "v1"))
+    stage_apply(dev, bundle(dev, "b1", "v1 no-confirm"))
     main_py(dev)
-    boot(dev, "b.slot_rollback()")  # the health check failed
+    boot(dev, "rollback")  # the health check failed
     assert ptr(dev) == ["-", "app_a", "failed"]
     assert "app factory running" in main_py(dev).stdout
     assert "app factory running" in main_py(dev).stdout
     # a later, good update still works
-    stage_apply(dev, bundle(dev, "b2", APP_OK % (root, "v2")))
+    stage_apply(dev, bundle(dev, "b2", "v2 ok"))
     assert ptr(dev) == ["app_a", "-", "new"]  # the failed bundle's directory is reused
     assert "app v2 running" in main_py(dev).stdout
 
 
 def test_confirmed_bundle_that_crashes_later_resets(dev):
-    root = str(dev[1])
-    crash = (APP_OK % (root, "v1")).replace("    return 0", "    raise RuntimeError('later')")
-    stage_apply(dev, bundle(dev, "b1", crash))
+    stage_apply(dev, bundle(dev, "b1", "v1 crash-later"))
     r = main_py(dev)  # confirmed, then raised: no fallback, a reset after a pause
     assert r.returncode == 3 and "RuntimeError: later" in r.stdout
     assert ptr(dev) == ["app_a", "-", "ok"]
@@ -266,85 +165,40 @@ def test_confirmed_bundle_that_crashes_later_resets(dev):
 
 
 def test_apply_twice_keeps_previous(dev):
-    root = str(dev[1])
-    stage_apply(dev, bundle(dev, "b1", APP_OK % (root, "v1")))
+    stage_apply(dev, bundle(dev, "b1", "v1 ok"))
     main_py(dev)
-    path = bundle(dev, "b2", APP_OK % (root, "v2"))
+    path = bundle(dev, "b2", "v2 ok")
     stage_apply(dev, path)
-    boot(dev, "b.slot_apply()")
+    boot(dev, "apply")
     assert ptr(dev) == ["app_b", "app_a", "new"]
     main_py(dev)
-    boot(dev, "b.slot_apply()")  # a retry after the reset: still nothing to do
+    boot(dev, "apply")  # a retry after the reset: still nothing to do
     assert ptr(dev) == ["app_b", "app_a", "ok"]
 
 
 def test_slot_commits_at_block_ends_and_at_the_image_end(dev):
     # the agent writes 1 KiB pieces (Board.buffer): LittleFS commits (flush) only where the
     # journal can advance, at a 4 KiB block's end, and at the image's end
-    body = """
-d = bytes(range(256)) * 41 + b"xyz"
-b.slot_begin(len(d))
-class F:
-    def __init__(s, f):
-        s.f, s.pos, s.at = f, 0, []
-    def seek(s, o):
-        s.pos = o
-        return s.f.seek(o)
-    def write(s, x):
-        s.pos += len(x)
-        return s.f.write(x)
-    def flush(s):
-        s.at.append(s.pos)
-        s.f.flush()
-b._f = F(b._file())
-mv = memoryview(d)
-for off in range(0, len(d), 1024):
-    b.slot_write(off, mv[off:off + 1024])
-print(json.dumps(b._f.at))
-"""
-    assert out(boot(dev, body)) == [4096, 8192, 41 * 256 + 3]
+    assert out(boot(dev, "commit_points")) == [4096, 8192, 41 * 256 + 3]
 
 
 def test_resume_after_reset_mid_download(dev):
-    path = bundle(
-        dev, "big", APP_OK % (str(dev[1]), "big"), [("blob.bin", bytes(range(256)) * 60)]
-    )
+    path = bundle(dev, "big", "big ok", [("blob.bin", bytes(range(256)) * 60)])
     size = path.stat().st_size
     assert size > 3 * 4096
-    boot(dev, f"d = load({str(path)!r}); b.slot_begin(len(d)); put(d, 0, 8192)")
-    body = f"""
-d = load({str(path)!r})
-b.slot_begin(len(d))
-buf = bytearray(8192)
-n = b.slot_read(0, buf)
-ok = n == 8192 and bytes(buf) == d[:8192]
-put(d, 8192)
-b.slot_finish(len(d)); b.slot_apply()
-print(json.dumps(ok))
-"""
-    assert out(boot(dev, body)) is True
+    boot(dev, "write_part", path, 0, 8192)
+    assert out(boot(dev, "resume", path)) is True
     assert (dev[1] / "app_a" / "blob.bin").read_bytes() == bytes(range(256)) * 60
 
 
 def test_corrupt_bundle_refused_old_kept(dev):
-    root = str(dev[1])
-    stage_apply(dev, bundle(dev, "b1", APP_OK % (root, "v1")))
+    stage_apply(dev, bundle(dev, "b1", "v1 ok"))
     main_py(dev)
-    data = bytearray(make_bundle([("app.py", (APP_OK % (root, "v2")).encode())]))
+    data = bytearray(make_bundle([("app.py", APP), ("tag", b"v2 ok")]))
     data[-3] ^= 0x20
     (dev[1].parent / "bad").write_bytes(bytes(data))
-    body = f"""
-res = []
-d = load({str(dev[1].parent / "bad")!r})
-b.slot_begin(len(d)); put(d)
-for call in (lambda: b.slot_finish(len(d)), b.slot_apply):
-    try:
-        call()
-    except ValueError as e:
-        res.append(str(e))
-print(json.dumps(res))
-"""
-    assert out(boot(dev, body)) == ["rp2: bundle sha256 mismatch"] * 2
+    res = out(boot(dev, "corrupt_refused", dev[1].parent / "bad"))
+    assert res == ["rp2: bundle sha256 mismatch"] * 2
     assert ptr(dev) == ["app_a", "-", "ok"]
     assert not (dev[1] / "app_tmp").exists() and not (dev[1] / "app_b").exists()
 
@@ -358,26 +212,11 @@ def test_bundle_names_outside_the_directory_refused(dev, name):
     table = struct.pack("<IB", 2, len(raw)) + raw
     data = b"EXB1" + struct.pack("<HH", 1, 40 + len(table)) + hashlib.sha256(b"hi").digest()
     (dev[1].parent / "evil").write_bytes(data + table + b"hi")
-    body = f"""
-d = load({str(dev[1].parent / "evil")!r})
-b.slot_begin(len(d)); put(d)
-try:
-    b.slot_finish(len(d))
-    print(json.dumps("accepted"))
-except ValueError as e:
-    print(json.dumps(str(e)))
-"""
-    assert "bad file name" in out(boot(dev, body))
+    assert "bad file name" in out(boot(dev, "finish", dev[1].parent / "evil"))
 
 
 def test_bundle_too_big_for_the_file_system(dev):
-    body = """
-try:
-    b.slot_begin(1 << 50)
-except OSError as e:
-    print(json.dumps([e.args[0], e.args[1]]))
-"""
-    res = out(boot(dev, body))
+    res = out(boot(dev, "too_big"))
     assert res[0] == 28 and "free" in res[1]
 
 
@@ -385,13 +224,7 @@ except OSError as e:
 
 
 def test_wifi_up(dev):
-    body = """
-import network
-b.network_up(2000)
-w = network.WLAN(network.STA_IF)
-print(json.dumps([w.isconnected(), w.config("pm") == 0xA11140, w.connects]))
-"""
-    assert out(boot(dev, body)) == [True, True, 1]
+    assert out(boot(dev, "wifi_up")) == [True, True, 1]
 
 
 @pytest.mark.parametrize(
@@ -403,42 +236,24 @@ print(json.dumps([w.isconnected(), w.config("pm") == 0xA11140, w.connects]))
     ],
 )
 def test_wifi_errors(dev, cfg, errno, text):
-    body = f"""
-cfg = {cfg!r}
-cfg["state_dir"] = ROOT
-b = Board(cfg)
-try:
-    b.network_up(300)
-    print(json.dumps("up"))
-except OSError as e:
-    print(json.dumps([e.args[0], e.args[1]]))
-"""
-    res = out(boot(dev, body))
+    res = out(boot(dev, "wifi", json.dumps(cfg)))
     assert res[0] == errno and text in res[1]
 
 
 def test_identity(dev):
-    assert out(boot(dev, "print(json.dumps(b.unique_id()))")) == "e6614c311b4d2a2f"
+    assert out(boot(dev, "identity")) == "e6614c311b4d2a2f"
 
 
 # -- scenarios: main.py -> factory app / bundle -> agent on the fake Pico W, real server --------
 
 from fakes.hwkit import Fleet, rp2_device, run_rp2_main  # noqa: E402
 
-BUNDLE_APP = """
-print("bundle %s starting")
-%s
-def main():
-    from boards.rp2_app import main as run
-    return run()
-"""
-
 
 @pytest.fixture
 def fleet(server):
     f = Fleet(server, server.add_vendor())
     yield f
-    f.s.close()
+    f.close()
 
 
 @pytest.fixture
@@ -451,8 +266,8 @@ def record(pico):
     return json.loads(path.read_bytes()[16:]) if path.exists() else None
 
 
-def app_bundle(tag, extra=""):
-    return make_bundle([("app.py", (BUNDLE_APP % (tag, extra)).encode())])
+def app_bundle(name, mode="agent"):
+    return make_bundle([("app.py", APP), ("tag", f"{name} {mode}".encode())])
 
 
 def pico_ptr(pico):
@@ -490,7 +305,7 @@ def test_scenario_update_applied_then_confirmed(fleet, tmp_path, pico):
 
 def test_scenario_bundle_that_fails_to_start_rolled_back(fleet, tmp_path, pico):
     sn = fleet.sn("pico-f")
-    fleet.content("firmware-2", app_bundle("v2", "import no_such_module"), "2")
+    fleet.content("firmware-2", app_bundle("v2", "agent-broken"), "2")
     cfg = fleet.config(tmp_path / "c.json", sn, "rp2", state_dir=str(pico[1]), max_boots=1)
     assert run_rp2_main(pico, cfg).returncode == 3
     r = run_rp2_main(pico, cfg)  # main.py falls back to the factory application at once
@@ -551,7 +366,7 @@ def test_scenario_power_cut_during_storage_saves(fleet, tmp_path):
 def test_scenario_resume_after_reset_mid_download(fleet, tmp_path, pico):
     sn = fleet.sn("pico-d")
     data = make_bundle(
-        [("app.py", (BUNDLE_APP % ("v3", "")).encode()), ("blob.bin", bytes(range(256)) * 200)]
+        [("app.py", APP), ("tag", b"v3 agent"), ("blob.bin", bytes(range(256)) * 200)]
     )
     fleet.content("firmware-3", data, "3")
     cfg = fleet.config(tmp_path / "c.json", sn, "rp2", state_dir=str(pico[1]))

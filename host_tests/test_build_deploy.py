@@ -6,12 +6,13 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from conftest import ROOT, exoprov
 from exoprov.build import BuildError, make_bundle, read_bundle
 from fakes.hwkit import make_hw, mp_env
+
+from tools.harness.mpunix import FAKES, MICROPYTHON
 
 FAKE_MPREMOTE = """#!{python}
 # A stand-in for mpremote: records each invocation and plays the board's file system in
@@ -157,14 +158,14 @@ def test_compiled_tree_runs_in_micropython(tmp_path):
     exoprov("build", "--out", tmp_path / "b")
     hw = make_hw(tmp_path)
     env = mp_env(hw)
-    env["MICROPYPATH"] = f"{ROOT / 'host_tests' / 'fakes'}:{tmp_path / 'b'}"
+    env["MICROPYPATH"] = f"{FAKES}:{tmp_path / 'b'}"  # the compiled tree, not the sources
     code = (
         "import boards.esp32, agent.main\n"
         "assert boards.esp32.__file__.endswith('.mpy'), boards.esp32.__file__\n"
         "b = boards.esp32.Board({}); b.save(b'mpy'); print(b.load())\n"
     )
     r = subprocess.run(
-        [str(Path(sys.executable).parent / "micropython"), "-c", code],
+        [MICROPYTHON, "-c", code],
         env=env,
         cwd=str(tmp_path),
         capture_output=True,

@@ -12,9 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from agentkit import agent_config, run_agent
+from exoprov.fleet import errors
+from exoprov.fleet.client import Client
 
 from tools.harness.cluster import Cluster
-from tools.harness.faults.realserver import Fleet
 
 
 @pytest.fixture
@@ -32,9 +33,8 @@ def pg_cluster(pg):
 
 def _fleet(c, name):
     vendor = c.add_vendor(name)
-    fleet = Fleet(c.url, vendor)
-    fleet.s.verify = c.ca
-    fleet.model("m")
+    fleet = Client(c.url, cik=vendor["cik"], ca_file=c.ca, timeout=120)
+    fleet.setup("m")
     return vendor, fleet
 
 
@@ -43,11 +43,8 @@ def test_sigkill_one_instance_mid_load(engine, request, tmp_path):
     cluster = request.getfixturevalue("pg_cluster" if engine == "postgres" else "cluster")
     vendor, fleet = _fleet(cluster, "killv")
     data = os.urandom(1 << 20)
-    fleet.content("m", "firmware-k", data, version=3)
     sns = [f"k{i:02d}" for i in range(12)]
-    for sn in sns:
-        fleet.add_sn("m", sn)
-        fleet.enable("m", sn)
+    fleet.setup("m", sns, owner=vendor["rid"], contents=[("firmware-k", data, "3")])
 
     def device(i):
         sn = sns[i]
@@ -81,8 +78,7 @@ def test_sigkill_one_instance_mid_load(engine, request, tmp_path):
         ciks.add(state["cik"])
     assert len(ciks) == len(sns)
     for sn in sns:  # the server released each CIK exactly once
-        r = fleet._call("GET", f"/provision/manage/model/m/{sn}", (200,), params={"show": "log"})
-        assert len([ln for ln in r.text.splitlines() if ln.endswith(",activated")]) == 1
+        assert [e.entry for e in fleet.sn_log("m", sn)].count("activated") == 1
 
 
 def _upload_cut(port, cik, path, sent, total):
@@ -99,8 +95,8 @@ def _upload_cut(port, cik, path, sent, total):
 def test_upload_killed_midway_leaves_content_as_it_was(cluster):
     vendor, fleet = _fleet(cluster, "upv")
     old = os.urandom(300_000)
-    fleet.content("m", "fw", old, version=1)
-    fleet._call("POST", "/provision/manage/content/m/", (205,), data={"id": "empty"})
+    fleet.publish("m", "fw", old, version="1")
+    fleet.content_create("m", "empty")
     blobs = cluster.servers[0].dir.parent / "exoprov.db.blobs"
     before = set(os.listdir(blobs))
     victim = cluster.servers[0]
@@ -120,12 +116,10 @@ def test_upload_killed_midway_leaves_content_as_it_was(cluster):
     for s in socks:
         s.close()
     # through nginx (the surviving instance): the old blob, the old size; no blob at all
-    r = fleet._call("GET", "/provision/manage/content/m/fw", (200,), params={"download": "true"})
-    assert r.content == old
-    info = fleet._call("GET", "/provision/manage/content/m/fw", (200,)).text.split(",")
-    assert info[1] == str(len(old))
-    r = fleet._call("GET", "/provision/manage/content/m/empty", (404,),
-                    params={"download": "true"})  # fmt: skip
-    assert "no content" in r.text
+    assert fleet.content_read("m", "fw") == old
+    assert fleet.content_info("m", "fw").size == len(old)
+    with pytest.raises(errors.NotFound) as e:
+        fleet.content_read("m", "empty")
+    assert "no content" in e.value.reason
     # nothing new became a blob: what is left is tmp- files, swept when stale
     assert {n for n in os.listdir(blobs) if not n.startswith("tmp-")} == before

@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 from agentkit import agent_config, run_agent
+from exoprov.fleet.client import Client
 
 from tools.harness.cluster import Cluster, render
-from tools.harness.faults.realserver import Fleet
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +24,6 @@ def cluster(pg):
     db = pg.new_database()
     with Cluster(instances=2, extra=("--activation-limit", "3"), db=db) as c:
         yield c
-
-
-class TlsFleet(Fleet):
-    def __init__(self, url, vendor, ca):
-        super().__init__(url, vendor)
-        self.s.verify = ca
-
-    def _call(self, method, path, ok, **kw):
-        kw.setdefault("verify", self.s.verify)  # REQUESTS_CA_BUNDLE would win otherwise
-        return super()._call(method, path, ok, **kw)
 
 
 def test_rendered_config_is_valid_nginx(cluster, tmp_path):
@@ -53,14 +43,11 @@ def test_rendered_config_is_valid_nginx(cluster, tmp_path):
 
 def test_agents_through_nginx_over_tls(cluster, tmp_path):
     vendor = cluster.add_vendor("nginxv")
-    fleet = TlsFleet(cluster.url, vendor, cluster.ca)
-    fleet.model("nginxm")
+    fleet = Client(cluster.url, cik=vendor["cik"], ca_file=cluster.ca)
     data = os.urandom(400_000)
-    fleet.content("nginxm", "firmware-n", data, version=2)
     runs = [("cpython", f"c{i}") for i in range(3)] + [("micropython", f"m{i}") for i in range(3)]
-    for _interp, sn in runs:
-        fleet.add_sn("nginxm", sn)
-        fleet.enable("nginxm", sn)
+    fleet.setup("nginxm", [sn for _i, sn in runs], owner=vendor["rid"],
+                contents=[("firmware-n", data, "2")])  # fmt: skip
 
     def device(run):
         interp, sn = run
@@ -100,15 +87,12 @@ def _raw_activate(cluster, vendor, model, sn, extra=""):
 
 def test_servers_see_the_device_address_and_ignore_its_forgeries(cluster):
     vendor = cluster.add_vendor("nginxaddr")
-    fleet = TlsFleet(cluster.url, vendor, cluster.ca)
-    fleet.model("addrm")
-    fleet.add_sn("addrm", "a1")
-    fleet.enable("addrm", "a1")
+    fleet = Client(cluster.url, cik=vendor["cik"], ca_file=cluster.ca)
+    fleet.setup("addrm", ["a1"], owner=vendor["rid"])
     status, local = _raw_activate(cluster, "nginxaddr", "addrm", "a1")
     assert status == 200
-    r = fleet.s.get(f"{cluster.url}/provision/manage/model/addrm/a1", params={"show": "log"},
-                    verify=cluster.ca, timeout=30)  # fmt: skip
-    assert r.text.split(",")[1] == f"127.0.0.1:{local}"  # the device's socket, not nginx's
+    # the device's socket, not nginx's
+    assert fleet.sn_log("addrm", "a1")[0].connection == f"127.0.0.1:{local}"
     # failures with a different forged address each time: still one source, limit 3
     for i in range(3):
         forged = f"X-Forwarded-For: 203.0.113.{i}\r\nForwarded: for=198.51.100.{i}\r\n"
@@ -129,13 +113,10 @@ def test_downloads_from_nginx_cache_answer_as_an_instance_does(cluster):
     """The recipe's cached way (grant from an instance, bytes from nginx's slice cache) gives
     the device exactly what an instance gives it, for every form of a download request."""
     vendor = cluster.add_vendor("nginxcache")
-    fleet = TlsFleet(cluster.url, vendor, cluster.ca)
-    fleet.model("cm")
+    fleet = Client(cluster.url, cik=vendor["cik"], ca_file=cluster.ca, timeout=120)
     data = os.urandom(3 * 1024 * 1024 + 123)  # four slices, the last one short
-    fleet.content("cm", "fw", data, version=1)
-    fleet.content("cm", "empty", b"", version=1)
-    fleet.add_sn("cm", "c1")
-    fleet.enable("cm", "c1")
+    contents = [("fw", data, "1"), ("empty", b"", "1")]
+    fleet.setup("cm", ["c1"], owner=vendor["rid"], contents=contents)
     direct = cluster.servers[0].url  # an instance, not through nginx
     # (as from another address: an earlier test used up 127.0.0.1's failed activations)
     form = {"vendor": "nginxcache", "model": "cm", "sn": "c1"}
@@ -207,13 +188,13 @@ def test_downloads_from_nginx_cache_answer_as_an_instance_does(cluster):
 
     # a new upload is a new ETag: the device gets the new bytes once the grant has aged
     data2 = os.urandom(200_000)
-    fleet.content("cm", "fw", data2, version=2)
+    fleet.publish("cm", "fw", data2, version="2")
     time.sleep(2.2)  # the cluster's grant TTL is 1 s: nginx counts whole seconds (1-2 s)
     a, b = both("&id=fw", Range="bytes=0-99")
     assert a.status_code == b.status_code == 206
     assert a.content == b.content == data2[:100]
     # a disabled serial number (its CIK revoked) is refused once the grant has aged
-    fleet._call("POST", "/provision/manage/model/cm/c1", (200, 205), data={"disable": "true"})
+    fleet.sn_disable("cm", "c1")
     time.sleep(2.2)
     a, b = both("&id=fw", Range="bytes=0-99")
     assert (a.status_code, a.text) == (b.status_code, b.text)

@@ -4,23 +4,21 @@ chunk: fetched again from zero; corrupt on every fetch: refused, nothing applied
 `make faults` runs the same table and prints the summary."""
 
 import pytest
+from knownbugs import check, param
 
 from tools.harness.faults import scenarios
 from tools.harness.faults.faultserver import FaultServer, image
 
-# (interpreter or "*", scenario) -> why it fails today; strict, so a fix is noticed.
-KNOWN = {}
+INTERPS = ("cpython", "micropython")
+CASES = [(i, n) for i in INTERPS for n, _s, _e in scenarios.SCENARIOS]
+# (interpreter or "*", scenario) -> why it fails today; strict, so a fix is noticed, and a
+# key naming no scenario is refused (host_tests/knownbugs.py).
+KNOWN = check({}, CASES)
 
 
 def _params():
-    out = []
-    for interp in ("cpython", "micropython"):
-        for name, script, expect in scenarios.SCENARIOS:
-            reason = KNOWN.get((interp, name)) or KNOWN.get(("*", name))
-            marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
-            out.append(pytest.param(interp, name, script, expect, marks=marks,
-                                    id=f"{interp}-{name}"))  # fmt: skip
-    return out
+    return [param(KNOWN, i, name, i, name, script, expect, id=f"{i}-{name}")
+            for i in INTERPS for name, script, expect in scenarios.SCENARIOS]  # fmt: skip
 
 
 def test_table_covers_the_issue():

@@ -16,7 +16,7 @@ from test_agent_integration import Fleet, installed, secret_free, state
 from tools.harness import powercut
 
 MIB = 1 << 20
-# The full flow with pubkeys passes at 11.5-11.75 KiB (issue 11's goal: at most 12 KiB;
+# The full flow with pubkeys passes at 11.5-11.75 KiB (the goal: at most 12 KiB;
 # tools/harness/heapflow.py bisects it, make bench prints it); the fixed run, signed and with
 # pubkeys, keeps a margin of a little over 1 KiB above that, so it catches regressions, not noise.
 SMALL_HEAP = 13 * 1024
@@ -31,7 +31,7 @@ def frozen32():
 def fleet(server):
     f = Fleet(server, server.add_vendor())
     yield f
-    f.s.close()
+    f.close()
 
 
 def run(binary, cfg, heap=None):

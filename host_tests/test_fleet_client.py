@@ -458,3 +458,32 @@ def test_download_of_a_complete_part_only_verifies(client, model, tmp_path):
     seen = []
     client.content_download(model, "fw", str(tmp_path / "fw"), progress=seen.append)
     assert seen == [] and (tmp_path / "fw").read_bytes() == data
+
+
+# -- setup and publish: the one vendor-setup helper of the tests and harnesses ----------------
+
+
+def test_setup_makes_a_model_ready_for_devices_and_adds_to_it(server, client, vendor, tmp_path):
+    name = f"setup{next(_n)}"
+    image = os.urandom(70_000)
+    rids = client.setup(name, ["s1", "s2"], owner=vendor["rid"], contents=[("fw", image, "2")])
+    assert set(rids) == {"s1", "s2"} and all(len(r) == 40 for r in rids.values())
+    statuses = {e.sn: e.status for e in client.sn_list(name)}
+    assert statuses == {"s1": "notactivated", "s2": "notactivated"}
+    info = client.content_info(name, "fw")
+    assert info.size == len(image) and parse_meta(info.meta) == {"sha256": _sha(image),
+                                                                  "version": "2"}  # fmt: skip
+    assert client.activate(vendor["vendor"], name, "s1")
+    # again on the same model: kept, the new serial numbers only whitelisted (no owner)
+    many = [f"m{i:04d}" for i in range(1203)]  # more than one CSV request
+    assert client.setup(name, many) == {}
+    statuses = {e.sn: e.status for e in client.sn_all(name)}
+    assert statuses["s1"] == "activated" and statuses["m1202"] == ""  # whitelisted
+    assert len(statuses) == 1205
+    # publish replaces, streams a file, keeps extra meta fields after sha256 and version
+    f = tmp_path / "img.bin"
+    f.write_bytes(image[:5000])
+    meta = client.publish(name, "fw", f, version="3", meta=[("key", "rel-1")])
+    assert meta == f"sha256={_sha(image[:5000])}&version=3&key=rel-1"
+    assert client.content_info(name, "fw").meta == meta
+    assert client.content_read(name, "fw") == image[:5000]

@@ -1,4 +1,4 @@
-"""`exoprov fleet sn status` with what devices told the server (issue 10): version, last seen,
+"""`exoprov fleet sn status` with what devices told the server: version, last seen,
 state and last error beside the status and the last activation, in every output format."""
 
 import csv

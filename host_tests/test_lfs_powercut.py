@@ -6,11 +6,10 @@ After every start the file system mounts, the CIK is whole or absent and main.py
 v2 whole, never the factory application; at the end v2 runs confirmed. `make powercut` cuts at
 every operation."""
 
-import subprocess
-
 import pytest
 
 from tools.harness import lfscut
+from tools.harness.mpunix import ROOT, mp_env, run_program
 
 SAMPLE = 24
 
@@ -36,30 +35,9 @@ def test_sample_spans_the_flow(cut_run):
     assert any(x.startswith("before prog") for x in labels)
 
 
-FLASH = """
-import sys
-sys.path.insert(0, "tools/harness/faults")
-from lfsboot import Flash
-with open({img!r}, "wb") as f:
-    f.write(b"\\xff" * 8192)
-fl = Flash({img!r}, events={ev!r})
-print(fl.ioctl(4, 0), fl.ioctl(5, 0))
-fl.writeblocks(1, b"\\x0f\\xf0", 10)
-fl.writeblocks(1, b"\\xf0\\xff", 10)  # over bytes not erased: NOR keeps old & new
-buf = bytearray(2)
-fl.readblocks(1, buf, 10)
-print(buf.hex())
-fl.ioctl(6, 1)
-fl.readblocks(1, buf, 10)
-print(buf.hex())
-"""
-
-
 def test_flash_model_is_nor(tmp_path):
-    img, ev = str(tmp_path / "img"), str(tmp_path / "ev")
-    code = FLASH.format(img=img, ev=ev)
-    r = subprocess.run([str(lfscut.MICROPYTHON), "-c", code], cwd=lfscut.ROOT,
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    env = mp_env(ROOT / "tools" / "harness" / "faults")
+    r = run_program("lfs_flash", "nor", tmp_path / "img", tmp_path / "ev", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.split() == ["2", "4096", "00f0", "ffff"]
     events = (tmp_path / "ev").read_text().splitlines()

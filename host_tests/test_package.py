@@ -1,4 +1,4 @@
-"""The package as a user gets it (issue 12): `python -m build` makes a wheel and an sdist that
+"""The package as a user gets it: `python -m build` makes a wheel and an sdist that
 pass `twine check`; the wheel holds one import package, `exoprov`, and nothing of the
 development harnesses; installed into a fresh virtual environment (no source tree on the path)
 it runs `exoprov --version`, `exoprov demo` and `exoprov agent` against its own server.

@@ -1,4 +1,4 @@
-"""PostgreSQL as the database of several instances (issue 9): the same store interface as
+"""PostgreSQL as the database of several instances: the same store interface as
 SQLite, one CIK for simultaneous activations over two instances, 503 with Retry-After while
 the database is down and recovery after, an upload cut short leaves the content as it was.
 A real PostgreSQL (host_tests/pgkit.py), nothing mocked; the conformance suite itself runs

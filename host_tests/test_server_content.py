@@ -40,7 +40,8 @@ def test_create_list_info_delete(vclient):
     assert vclient.get(url + "b").status_code == 404
     assert vclient.get(url).text == ""
     assert vclient.get("/provision/manage/content/nosuchmodel/").status_code == 400
-    # a blob download names 403 for an invalid vendor/model pair (-latest.md); info stays 404
+    # a blob download names 403 for an invalid vendor/model pair (GET
+    # /provision/manage/content/<model>/<id>?download=true); info stays 404
     dl = {"download": "true"}
     assert vclient.get("/provision/manage/content/nosuchmodel/a", params=dl).status_code == 403
     assert vclient.get("/provision/manage/content/nosuchmodel/a").status_code == 404
@@ -139,7 +140,7 @@ def test_device_download(server, vendor, vclient, blob_model):
         assert r.headers["Content-Range"] == "bytes 1020-1023/1024"
         r = d.get("/provision/download", params={**q, "id": "nosuch"})
         assert r.status_code == 404
-        # invalid vendor/model pair: 403, and 400 for info (spec -a.md)
+        # invalid vendor/model pair: 403, and 400 for info (GET /provision/download)
         bad = {"vendor": vendor["vendor"], "model": "nosuch"}
         assert d.get("/provision/download", params=bad).status_code == 403
         assert d.get("/provision/download", params={**bad, "id": "fw"}).status_code == 403

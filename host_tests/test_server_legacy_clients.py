@@ -1,4 +1,5 @@
-"""The request forms of the public Provision API clients of the time (issue 12).
+"""The request forms of the public Provision API clients of the time (pyonep, goonep,
+exoline, the provision examples), which vendors' scripts still send.
 
 Each test sends, byte for byte where it matters, what one library function sent: the
 path, the query or body encoding, the Content-Type (or its absence) and the credential
@@ -414,7 +415,7 @@ def test_model_remove_body_naming_another_model(server, vendor, vclient):
 
 def test_model_delete_on_collection(server, vendor, vclient):
     """Model deletion as `DELETE /provision/manage/model/` with `delete=true&model=<m>` in
-    the body (issue 12: a form vendors' scripts sent)."""
+    the body (a form vendors' scripts sent)."""
     model = new_model(vclient)
     r = pyonep(server, "DELETE", M, vendor["cik"], urlencode({"delete": "true", "model": model}))
     assert r.status_code == 205, r.text

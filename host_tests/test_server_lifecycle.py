@@ -1,4 +1,6 @@
-"""The device lifecycle table of spec/README.md, row by row, against the real server."""
+"""The device lifecycle, row by row, against the real server: whitelist, enable
+(`POST /provision/manage/model/<model>/<sn>`), `POST /provision/activate` once, regenerate,
+disable, remap, delete."""
 
 import json
 import re

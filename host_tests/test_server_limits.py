@@ -7,6 +7,8 @@ The memory test takes a few seconds; deselect it with `-k "not memory_flat"`.
 import hashlib
 import json
 import socket
+import subprocess
+import sys
 import time
 
 from serverkit import activate, add_content, add_sn, new_model
@@ -53,6 +55,54 @@ def test_100000_sns_in_one_csv(vclient):
     assert r.status_code == 205, r.text
     r = vclient.get(f"/provision/manage/model/{model}/sn099999")
     assert r.status_code == 200
+
+
+def _abandon(srv, path, cik, body, send):
+    """POST a CSV body, send only its first `send` bytes, and go away without an answer."""
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Exosite-CIK: {cik}\r\n"
+            f"Content-Type: text/csv\r\nContent-Length: {len(body)}\r\n\r\n")  # fmt: skip
+    with socket.create_connection((srv.host, srv.port), timeout=10) as s:
+        s.sendall(head.encode() + body[:send])
+
+
+def test_abandoned_csv_leaves_the_next_write_fast(make_server, backend):
+    """A 100 000-line CSV whose client gives up (mid-body, or right after the body) leaves the
+    database usable at once: an `exoprov admin` command and the next API write go through.
+    On PostgreSQL, with a transaction on `sns` still open (as that CSV's insert is while the
+    server works on it, seconds on a busy machine): opening the store took table locks for
+    its schema check, queued behind the insert, and every query on `sns` queued behind it."""
+    srv = make_server()
+    v = srv.add_vendor()
+    with srv.session(cik=v["cik"]) as s:
+        model = new_model(s)
+    body = "".join(f"sn{i:06d},batch 7\n" for i in range(100_000)).encode()
+    path = f"/provision/manage/model/{model}/"
+    _abandon(srv, path, v["cik"], body, len(body) // 2)
+    _abandon(srv, path, v["cik"], body, len(body))
+    held = None
+    if backend == "postgres":
+        from pgkit import POSTGRES_BIN_PATH
+
+        held = subprocess.Popen(
+            [str(POSTGRES_BIN_PATH / "psql"), "-X", "-q", "-At", "-d", str(srv.db)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        held.stdin.write("BEGIN;\nINSERT INTO sns (model_id, sn, extra) SELECT id, 'held', '' "
+                         "FROM models LIMIT 1;\nSELECT 'open';\n")  # fmt: skip
+        held.stdin.flush()
+        assert held.stdout.readline().strip() == "open"
+    try:
+        cmd = [sys.executable, "-m", "exoprov.cli", "admin", "add-vendor", "after-csv"]
+        r = subprocess.run(cmd + ["--db", str(srv.db)], capture_output=True, text=True,
+                           timeout=30)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        with srv.session(cik=v["cik"]) as s:
+            add_sn(s, model, "after-csv")
+            assert s.get(f"{path}after-csv").status_code == 200
+    finally:
+        if held is not None:
+            held.stdin.close()  # psql ends: the held transaction rolls back
+            held.wait(10)
 
 
 def test_form_body_over_64k_is_413(server, vclient):

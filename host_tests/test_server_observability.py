@@ -1,4 +1,4 @@
-"""Issue 10 on the server: last seen and reports per serial number (store and the exoprov
+"""Observability on the server: last seen and reports per serial number (store and the exoprov
 /exoprov/v1 extension), /metrics (parsed with prometheus_client's parser), --log-format json."""
 
 import asyncio

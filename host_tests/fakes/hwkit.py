@@ -1,19 +1,19 @@
 """CPython side of the fake hardware: set up a board directory, run MicroPython on it, inspect.
 
 hw = make_hw(tmp, chip="esp32", ota=2)       # a fresh board (see _fakehw.py for the files)
-r = run_mp(hw, "from boards.esp32 import Board\\n...")   # one boot of the board
+r = run_program(hw, "board_esp32", "stored")  # one boot: host_tests/mpy_programs/*.py
 events(hw), nvs(hw), flash(hw, "ota_1"), arm(hw, at, mode)
 """
 
 import json
-import os
+import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-FAKES = Path(__file__).resolve().parent
-ROOT = FAKES.parent.parent
-MICROPYTHON = str(Path(sys.executable).parent / "micropython")
+from host_tests.agentkit import Fleet as AgentFleet
+from tools.harness import mpunix
+from tools.harness.mpunix import MICROPYTHON, ROOT
+
 _count = [0]
 
 
@@ -33,10 +33,15 @@ def make_hw(tmp, chip="esp32", ota=2, factory=False, app_size=64 * 1024, rollbac
 
 
 def mp_env(hw, path=()):
-    env = dict(os.environ)
-    env["MICROPYPATH"] = ":".join(str(p) for p in (FAKES, *path, ROOT))
-    env["EXOPROV_FAKE_HW"] = str(hw)
-    return env
+    """The environment of one boot of board `hw`: the fakes, `path`, the repository."""
+    return mpunix.mp_env(*path, fakes=True, EXOPROV_FAKE_HW=hw)
+
+
+def run_program(hw, program, scenario, *args, path=(), env=None, timeout=60):
+    """One boot of board `hw` running a scenario of host_tests/mpy_programs/`program`.py."""
+    e = mp_env(hw, path)
+    e.update(env or {})
+    return mpunix.run_program(program, scenario, *args, env=e, timeout=timeout)
 
 
 def run_mp(hw, code, path=(), env=None, timeout=60, args=()):
@@ -100,48 +105,10 @@ def app_image(size, tag=b"v"):
 # -- the agent on a fake board against the real server ----------------------------------------
 
 
-class Fleet:
-    """Management calls for the board scenarios: one vendor, one fresh model."""
+class Fleet(AgentFleet):
+    """The agent's Fleet (host_tests/agentkit.py) with a board's configuration."""
 
-    _n = [0]
-
-    def __init__(self, server, vendor):
-        self.server, self.vendor = server, vendor
-        self.s = server.session(cik=vendor["cik"])
-        Fleet._n[0] += 1
-        self.model = f"board{os.getpid()}x{Fleet._n[0]}"
-        data = {"model": self.model, "code": "tmpl"}
-        self.ok(self.s.post("/provision/manage/model/", data=data))
-
-    @staticmethod
-    def ok(r, codes=(200, 204, 205)):
-        assert r.status_code in codes, (r.status_code, r.text)
-        return r
-
-    def sn(self, sn):
-        self.ok(self.s.post(f"/provision/manage/model/{self.model}/", data={"sn": sn}))
-        self.enable(sn)
-        return sn
-
-    def enable(self, sn):
-        data = {"enable": "true", "owner": self.vendor["rid"]}
-        self.ok(self.s.post(f"/provision/manage/model/{self.model}/{sn}", data=data))
-
-    def regenerate(self, sn):  # a new CIK, the window opens again
-        url = f"/provision/manage/model/{self.model}/{sn}"
-        self.ok(self.s.post(url, data={"enable": "true"}))
-
-    def status(self, sn):
-        return self.ok(self.s.get(f"/provision/manage/model/{self.model}/{sn}")).text.split(",")[0]
-
-    def content(self, cid, data, version):
-        import hashlib
-
-        url = f"/provision/manage/content/{self.model}/"
-        meta = f"sha256={hashlib.sha256(data).hexdigest()}&version={version}"
-        self.ok(self.s.post(url, data={"id": cid, "meta": meta}))
-        hdrs = {"Content-Type": "application/octet-stream"}
-        self.ok(self.s.post(url + cid, data=data, headers=hdrs))
+    prefix = "board"
 
     def config(self, path, sn, board, **kw):
         cfg = {
@@ -174,61 +141,6 @@ def run_esp32_agent(hw, config, timeout=60):
     )
 
 
-FACTORY_APP = """
-# the factory application in /lib: boards/rp2_app.py, optionally behind a power-cut harness
-import os
-cut = os.getenv("EXOPROV_CUT")
-if cut:
-    import boards.rp2 as R
-    AT, MATCH = int(cut.split(" ", 1)[0]), cut.split(" ", 1)[1]
-    n = [0]
-    real_open, real_os = open, R.os
-
-    def tick(what):
-        if what.startswith(MATCH):
-            n[0] += 1
-            if n[0] == AT:
-                raise SystemExit(137)
-
-    class F:
-        def __init__(self, f, name):
-            self.f, self.name = f, name
-        def write(self, data):
-            tick("write " + self.name)
-            return self.f.write(data)
-        def flush(self):
-            self.f.flush()
-        def seek(self, *a):
-            return self.f.seek(*a)
-        def readinto(self, b):
-            return self.f.readinto(b)
-        def read(self, *a):
-            return self.f.read(*a)
-        def close(self):
-            self.f.close()
-        def __enter__(self):
-            return self
-        def __exit__(self, *a):
-            self.f.close()
-
-    class OS:
-        def rename(self, a, b):
-            tick("rename " + b.split("/")[-1])
-            real_os.rename(a, b)
-        def __getattr__(self, name):
-            return getattr(real_os, name)
-
-    def cut_open(p, m="r"):
-        f = real_open(p, m)
-        return F(f, p.split("/")[-1]) if ("w" in m or "+" in m) else f
-
-    R.open = cut_open
-    R.os = OS()
-
-from boards.rp2_app import main
-"""
-
-
 def rp2_device(tmp):
     """-> (hw, fs root, factory dir) for a fake Pico W."""
     hw = make_hw(tmp, chip="cyw43")
@@ -236,7 +148,7 @@ def rp2_device(tmp):
     fs.mkdir(exist_ok=True)
     factory = Path(tmp) / "factory"
     factory.mkdir(exist_ok=True)
-    (factory / "app.py").write_text(FACTORY_APP)
+    shutil.copy(mpunix.PROGRAMS / "rp2_factory_app.py", factory / "app.py")
     return hw, fs, factory
 
 

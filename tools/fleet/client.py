@@ -3,8 +3,10 @@
 Built on `requests`: one keep-alive Session per client, downloads streamed with
 `iter_content`, uploads streamed from file objects or generators with a known length, Range
 requests, and every path segment and form value percent-encoded (`quote(..., safe="")`).
-Status codes become the typed errors of `exoprov.fleet.errors`. Documents: `shared/spec/`
-(`-latest.md` for management, `-a.md` for the device procedures, README for the rest).
+Status codes become the typed errors of `exoprov.fleet.errors`: the management procedures
+(`/provision/manage/...`, `/provision/register`, `/provision/admin/auth/`), the
+`/exoprov/v1` fleet status extension, and the device procedures a vendor tool needs
+(`POST /provision/activate`, `GET /ip`).
 
     with Client("http://127.0.0.1:8080", cik=CIK) as c:
         c.model_create("m1", rid=VENDOR_RID)
@@ -21,6 +23,7 @@ from urllib.parse import parse_qsl, quote
 import requests
 
 from .errors import (
+    Conflict,
     ConnectionFailed,
     NotFound,
     ProvisionError,
@@ -31,7 +34,7 @@ from .errors import (
 )
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
-PAGE_MAX = 1000  # the server clamps `limit` to 5..1000 (spec README)
+PAGE_MAX = 1000  # the server clamps `limit` of a listing to 5..1000
 _CHUNK = 64 * 1024
 
 SnEntry = namedtuple("SnEntry", "sn status rid extra")
@@ -267,6 +270,48 @@ class Client:
     def _send_json(self, method, path, obj):
         ctype = "application/javascript; charset=utf-8"
         return self.request(method, path, (205,), body=json.dumps(obj), ctype=ctype)
+
+    # -- a vendor's fleet set up in one call (tests, harnesses, scripts) ------------------------
+
+    def setup(self, model, sns=(), owner=None, code="exoprov", contents=(), batch=500):
+        """A model ready for devices: created (with template `code`) unless it exists, `sns`
+        (serial numbers, or (sn, extra) pairs) whitelisted in CSV requests of `batch`, and
+        with `owner` (the vendor's rid) enabled: their clients created, CIKs minted,
+        activation windows open. `contents`: (cid, data, version) tuples, each published as
+        publish() does. Returns {sn: client rid} of the serial numbers enabled."""
+        try:
+            self.model_create(model, code=code)
+        except Conflict:
+            pass  # already there: setting up again adds to it
+        rows = [s if isinstance(s, tuple) else (s, None) for s in sns]
+        for i in range(0, len(rows), batch):
+            self.sn_add_csv(model, rows[i : i + batch])
+        rids = {sn: self.sn_enable(model, sn, owner) for sn, _ in rows} if owner else {}
+        for cid, data, version in contents:
+            self.publish(model, cid, data, version)
+        return rids
+
+    def publish(self, model, cid, data, version=None, meta=(), sha256=None):
+        """Content `cid` holding `data` (bytes, or the path of a file, streamed), its meta
+        `sha256=<hex>` (computed unless given), `version=` when given, then the (key, value)
+        pairs of `meta`: the integrity convention the agent checks. A `cid` that exists is
+        replaced. Returns the meta."""
+        path = data if isinstance(data, (str, os.PathLike)) else None
+        if sha256 is None:
+            sha256 = sha256_file(path) if path else hashlib.sha256(data).hexdigest()
+        fields = {"sha256": sha256, **({"version": version} if version is not None else {})}
+        text = format_meta({**fields, **dict(meta)})
+        try:
+            self.content_delete(model, cid)
+        except NotFound:
+            pass
+        self.content_create(model, cid, meta=text)
+        if path:
+            with open(path, "rb") as f:
+                self.content_upload(model, cid, f, size=os.path.getsize(path))
+        else:
+            self.content_upload(model, cid, data)
+        return text
 
     # -- models -------------------------------------------------------------------------------
 

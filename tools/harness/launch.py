@@ -8,6 +8,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tools.harness import procs
+
 ROOT = Path(__file__).resolve().parents[2]
 _LISTEN = re.compile(r"listening on (https?://[0-9.]+:(\d+))")
 
@@ -29,9 +31,7 @@ class ServerProcess:
         cmd += ["--host", "127.0.0.1", "--port", "0", *map(str, extra)]
         self.logpath = self.dir / "server.log"
         self._log = open(self.logpath, "w+")
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, text=True
-        )
+        self.proc = procs.spawn(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, text=True)
         deadline = time.monotonic() + 30
         line = ""
         while time.monotonic() < deadline:
@@ -63,13 +63,7 @@ class ServerProcess:
         return self.proc.poll() is None
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        procs.stop(self.proc)
         if self.proc.stdout:
             self.proc.stdout.close()
         self._log.close()

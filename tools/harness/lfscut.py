@@ -30,11 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from host_tests.fakes import hwkit
+from tools.harness import procs
 from tools.harness.faults.faultserver import FaultServer
+from tools.harness.mpunix import MICROPYTHON, micropypath
 
 ROOT = Path(__file__).resolve().parents[2]
-MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
-FAKES = ROOT / "host_tests" / "fakes"
 SN = "sn-lfs-1"
 SECTORS = 212  # the Pico W's 848 KiB LittleFS
 CHUNK = 16384
@@ -78,10 +79,6 @@ class Device:
     """A fresh Pico W (flash image, fake Wi-Fi) and a fresh server for one cut point."""
 
     def __init__(self, old, new, micropython=MICROPYTHON):
-        if str(FAKES) not in sys.path:
-            sys.path.insert(0, str(FAKES))
-        import hwkit
-
         self.mp = str(micropython)
         self.d = Path(tempfile.mkdtemp(prefix="lfscut-"))
         self.hw = hwkit.make_hw(self.d, chip="cyw43")
@@ -90,7 +87,7 @@ class Device:
         factory.mkdir()
         (factory / "app.py").write_text(FACTORY_APP)
         self.env = dict(os.environ, EXOPROV_FAKE_HW=str(self.hw), EXOPROV_ROOT="/flash")
-        self.env["MICROPYPATH"] = f"{FAKES}:{factory}:{ROOT}"
+        self.env["MICROPYPATH"] = micropypath(factory, fakes=True)
         self.srv = FaultServer()
         self.srv.enable(SN)
         self.new = self.srv.add_content("firmware-2", new, version=2)
@@ -294,4 +291,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(procs.main(main))

@@ -24,9 +24,11 @@ import sys
 import time
 
 import aiohttp
+from exoprov.fleet.client import Client
 
+from tools.harness import procs
 from tools.harness.faults.faultserver import image
-from tools.harness.faults.realserver import Fleet, RealServer
+from tools.harness.faults.realserver import RealServer
 
 MODEL = "loadmodel"
 CHUNK = 64 * 1024
@@ -152,17 +154,15 @@ def run(devices=1000, downloads=200, size=1 << 20, log=print, instances=0, sns=N
     front, url, ca, alive = _front(instances, workers, db)
     with front:
         vendor = front.add_vendor("loadvendor")
-        fleet = Fleet(url, vendor)
-        if ca:
-            fleet.s.verify = ca
-        fleet.model(MODEL)
+        fleet = Client(url, cik=vendor["cik"], ca_file=ca, timeout=120)
+        fleet.setup(MODEL)
         names = [f"dev{i:06d}" for i in range(max(sns or devices, devices))]
         t_wl = asyncio.run(_whitelist(url, vendor, names, ca))
         where = f"{instances} instance(s) behind nginx (TLS)" if instances else "one server"
         log(f"load [{where}]: {len(names)} serial numbers whitelisted in one CSV request "
             f"in {t_wl:.2f} s")  # fmt: skip
         data = image(size, seed=7)
-        fleet.content(MODEL, "firmware-load", data, version=1)
+        fleet.publish(MODEL, "firmware-load", data, version="1")
         digest = hashlib.sha256(data).hexdigest()
         chosen_sns = names[:devices]
         asyncio.run(_enable_all(url, vendor, chosen_sns, ca))
@@ -246,4 +246,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(procs.main(main))

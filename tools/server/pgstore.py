@@ -142,17 +142,42 @@ CREATE INDEX IF NOT EXISTS act_fails_a ON act_fails(address, ts);
 """
 
 
+_LOCK_TIMEOUT = "10s"  # DDL waiting longer for its table lock gives up instead of queueing
+
+
+async def _missing(conn, columns):
+    """The (table, column) pairs of the schema the database does not have yet."""
+    have = {
+        (r["table_name"], r["column_name"])
+        for r in await conn.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema()"
+        )
+    }
+    want = {(t, c.split(" ", 1)[0]) for t, c in columns}
+    want |= {("pg_blobs", "id"), ("blob_chunks", "data"), ("act_fails", "address")}
+    return want - have
+
+
 async def migrate(conn):
-    """Create what is missing of the schema, one instance at a time."""
+    """Create what is missing of the schema, one instance at a time. A schema already
+    complete costs one catalogue query and takes no table lock: DDL (even `IF NOT EXISTS`)
+    would wait for an ACCESS EXCLUSIVE lock behind any open transaction on its table, and
+    every query after it would queue behind that wait, so one slow request (a 100 000-line
+    CSV) and an instance or `exoprov admin` starting meanwhile blocked the whole database."""
     creates, columns = pg_schema()
+    if not await _missing(conn, columns):
+        return
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATE_LOCK)
     try:
+        await conn.execute(f"SET lock_timeout = '{_LOCK_TIMEOUT}'")
         for stmt in creates:
             await conn.execute(stmt)
         for table, coldef in columns:  # columns added to db.py's tables since
             await conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {coldef}")
         await conn.execute(_EXTRA)
     finally:
+        await conn.execute("RESET lock_timeout")
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATE_LOCK)
 
 
@@ -179,6 +204,8 @@ class PgStore:
             command_timeout=60,
             timeout=CONNECT_TIMEOUT,  # a database that drops packets: 503, not a hang
             max_inactive_connection_lifetime=60,
+            # a transaction left open by a handler that never came back ends by itself
+            server_settings={"idle_in_transaction_session_timeout": "60000"},
         )
         async with self.pool.acquire() as conn:
             await migrate(conn)

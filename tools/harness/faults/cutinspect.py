@@ -12,8 +12,7 @@ import hashlib
 import json
 import sys
 
-sys.path.insert(0, "host_tests/fakes")
-sys.path.insert(0, ".")
+sys.path.insert(0, ".")  # the fakes come first on MICROPYPATH (tools/harness/mpunix.py)
 
 from binascii import hexlify  # noqa: E402
 

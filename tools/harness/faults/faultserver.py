@@ -5,7 +5,7 @@ It serves the four procedures the agent uses (`POST /provision/activate`, and
 instead of proxying to `tools/server`: every byte it writes is under the script's control
 (status line, each header, timing, where the connection dies), a run needs no database and
 starts in a millisecond, so the power-cut harness can restart it hundreds of times. The real
-server's conformance is tested elsewhere; the answers here follow the same spec README.
+server's conformance is tested elsewhere; the answers here are those of the same procedures.
 
 Scripting: `srv.script(kind, [action, ...])` queues actions for the next requests of one
 kind ("activate", "list", "info", "blob"); a request with no queued action is answered
@@ -381,10 +381,11 @@ def main(argv=None):
     try:
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
+    finally:
         srv.stop()
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from tools.harness import procs
+
+    raise SystemExit(procs.main(main))

@@ -28,8 +28,7 @@ can only clear bits: a byte not erased first keeps old & new, and the program is
 import os
 import sys
 
-sys.path.insert(0, ".")
-sys.path.insert(0, "host_tests/fakes")
+sys.path.insert(0, ".")  # the fakes come first on MICROPYPATH (tools/harness/mpunix.py)
 
 SECTOR = 4096
 PAGE = 256

@@ -33,10 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from tools.harness import procs
 from tools.harness.faults.faultserver import FaultServer, image
+from tools.harness.mpunix import MICROPYTHON
 
 ROOT = Path(__file__).resolve().parents[3]
-MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
 SIZE = 256 * 1024
 CHUNK = 65536
 TIMEOUT_S = 2
@@ -157,7 +158,7 @@ def run_one(name, script, expect, interp):
         }  # fmt: skip
         cfg.update(opts.get("_config", {}))
         (d / "config.json").write_text(json.dumps(cfg))
-        exe = sys.executable if interp == "cpython" else str(MICROPYTHON)
+        exe = sys.executable if interp == "cpython" else MICROPYTHON
         cmd = [
             exe,
             "tools/harness/faults/faultlaunch.py",
@@ -285,4 +286,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())
+    sys.exit(procs.main(main))
