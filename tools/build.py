@@ -394,6 +394,14 @@ def build_rp2(src, board, out, say=_say, variant=None, build_dir=None, jobs=None
                              "libstdc++-arm-none-eabi-newlib)")  # fmt: skip
     board = board or "RPI_PICO_W"
     bdir = rp2_board_dir(mp, board)
+    # the Pico W's radio: its driver and Bluetooth stack are submodules of their own
+    text = (bdir / "mpconfigboard.cmake").read_text()
+    extra = [m for key, m in (("CYW43", "cyw43-driver"), ("BTSTACK", "btstack")) if key in text]
+    missing = [m for m in extra if not any((mp / "lib" / m).glob("*"))]
+    if missing:
+        raise BuildError(f"{mp}: board {board} needs submodules not checked out: "
+                         f"{', '.join(missing)} "
+                         f"(make -C ports/rp2 submodules BOARD={board})")  # fmt: skip
     if variant and not (bdir / f"mpconfigvariant_{variant}.cmake").is_file():
         raise BuildError(f"board {board} has no variant {variant}")
     out = Path(out).resolve()
