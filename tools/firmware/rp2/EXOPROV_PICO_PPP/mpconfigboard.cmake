@@ -3,5 +3,7 @@
 # The REPL is on UART0 (GP0/GP1) as well as USB CDC.
 set(PICO_BOARD "pico")
 set(PICO_PLATFORM "rp2040")
+# the Pico's pin names (LED, GPn) from the port's own board
+set(MICROPY_BOARD_PINS ${MICROPY_PORT_DIR}/boards/RPI_PICO/pins.csv)
 
 set(MICROPY_PY_LWIP ON)
