@@ -87,3 +87,68 @@ def test_power_cuts_during_an_update_sample(fw, server, peer, tmp_path):
     reset) of one flow with a small bundle; `make powercut` runs every operation."""
     res = powercut.run(fw, server, peer, tmp_path, size=8 * KIB, sample=3, say=print)
     assert res["total"] >= 3 and res["ok"] == res["total"], res["failures"]
+
+
+def test_exoprov_deploy_through_mpremote_on_a_pty(fw, tmp_path):
+    """`exoprov deploy` (mpremote) against the emulated Pico's UART REPL on a pty."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import threading
+    import tty
+
+    from tools.harness.rp2emu.__main__ import relay
+
+    flash = tmp_path / "flash.img"
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    port = os.ttyname(slave)
+    picos, stop = [], threading.Event()
+
+    def power():  # the board: powered on again after each reset, from the same flash
+        image = fw
+        while not stop.is_set():
+            pico = rp2emu.Pico(flash, image, stdout=subprocess.PIPE)
+            image = None
+            picos.append(pico)
+            if relay(pico, master) != rp2emu.RC_RESET:
+                return
+
+    t = threading.Thread(target=power, daemon=True)
+    t.start()
+    mpremote = [sys.executable, "-m", "mpremote", "connect", port]
+    try:
+        for _ in range(30):  # until the REPL answers (boot, LittleFS formatted)
+            r = subprocess.run([*mpremote, "exec", "print(7 * 6)"], capture_output=True,
+                               text=True, timeout=60)  # fmt: skip
+            if "42" in r.stdout:
+                break
+        assert "42" in r.stdout, r.stdout + r.stderr
+        cfg = tmp_path / "config.json"
+        cfg.write_text(json.dumps({"server": "http://10.0.0.1:8080", "vendor": "v",
+                                   "model": "m", "net": "ppp"}))  # fmt: skip
+        r = subprocess.run(
+            [sys.executable, "-m", "exoprov.cli", "deploy", "--board", "rp2", "--port", port,
+             "--out", str(tmp_path / "build"), str(cfg)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert r.returncode == 0 and f"deployed to rp2 on {port}" in r.stdout, r.stdout + r.stderr
+        code = "import os, json; print(sorted(os.listdir('/')), open('/app.ptr').read().split(),"
+        code += " json.load(open('/config.json'))['net'])"
+        for _ in range(30):  # the board resets after the copy: wait for it again
+            r = subprocess.run([*mpremote, "exec", code], capture_output=True, text=True,
+                               timeout=60)  # fmt: skip
+            if "app.ptr" in r.stdout:
+                break
+        assert "['app.ptr', 'config.json', 'lib', 'main.py'] ['-', '-', 'ok'] ppp" in r.stdout, (
+            r.stdout + r.stderr
+        )
+        assert len(picos) >= 2  # deploy reset the Pico, which came up again
+    finally:
+        stop.set()
+        for pico in picos:
+            pico.stop()
+        t.join(30)
+        os.close(master)
+        os.close(slave)
