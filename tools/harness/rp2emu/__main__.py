@@ -38,7 +38,10 @@ def relay(pico, master):
                 data = os.read(master, 65536)
             except OSError:
                 continue
-            pico.write(data)
+            try:
+                pico.write(data)
+            except OSError:  # it has just reset: what was typed meanwhile is lost, as on a board
+                break
     t.join(5)
     return pico.proc.wait()
 
