@@ -100,7 +100,8 @@ class Story:
         self.s = requests.Session()
         self.s.headers["X-Exosite-CIK"] = self.vendor["cik"]
         self.model = "pico%d" % next(_n)
-        self.keys = Path(tempfile.mkdtemp(prefix="exoprov-pico-keys-"))
+        self._keys = tempfile.TemporaryDirectory(prefix="exoprov-pico-keys-")  # gone with self
+        self.keys = Path(self._keys.name)
         self._post("/provision/manage/model/", data={"model": self.model, "code": "tmpl"})
 
     def _post(self, path, **kw):
