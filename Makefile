@@ -39,6 +39,7 @@ clean:
 
 powercut: $(STAMP)
 	$(BIN)/python -m tools.harness.powercut
+	$(BIN)/python -m tools.harness.rp2emu.powercut
 
 faults: $(STAMP)
 	$(BIN)/python -m tools.harness.faults.scenarios

@@ -1,4 +1,5 @@
-"""RP2040 / Pico W board (MicroPython): LittleFS storage, A/B application bundles, CYW43 Wi-Fi.
+"""RP2040 / Pico W board (MicroPython): LittleFS storage, A/B application bundles, CYW43 Wi-Fi
+or a PPP modem on a UART.
 
 Stock MicroPython cannot replace its own firmware on an RP2040, so the slot updates the
 application: the content is a bundle (docs/bundle-format.md) staged in `app.stage`, checked,
@@ -7,6 +8,12 @@ rename, and made current by rewriting the pointer file `app.ptr` ("<cur> <prev> 
 written with temp + rename). The previous bundle stays for rollback; `-` names the factory
 application in /lib. main.py (boards/rp2_boot.py) starts the current bundle and falls back
 when it fails to start or resets before it is confirmed.
+
+The network is Wi-Fi (Pico W) unless the configuration says `"net": "ppp"`: then a cellular
+or serial modem speaking PPP on a UART (`ppp_uart`, default 1 on GP4/GP5, `ppp_tx`, `ppp_rx`,
+`ppp_baud`, optional `ppp_user`/`ppp_password` for PAP) carries lwIP's `network.PPP`; the
+firmware must have it (tools/firmware/rp2/EXOPROV_PICO_PPP). A modem that needs AT commands
+to dial is expected to be in data mode already.
 
 All files live under the configuration's `state_dir` (default "/"). LittleFS (the rp2 default
 file system) renames atomically and replaces an existing target; FAT would not.
@@ -46,6 +53,13 @@ _LINK_BADAUTH = const(-3)
 _PM_NONE = const(0xA11140)
 # After a failed join (-1/-2) the driver stays in that state and does not retry by itself.
 _REJOIN_MS = const(3000)
+# network.PPP.status() (extmod/network_ppp_lwip.c): 0 inactive, 1 active, 3 connecting,
+# 4 connected, and minus lwIP's PPPERR_* code after a failure (its state 2, error).
+_PPP_CONNECTING = const(3)
+_PPP_CONNECTED = const(4)
+_PPP_AUTHFAIL = const(-7)  # PPPERR_AUTHFAIL: the peer refused the PAP credentials
+# The PPP object lives as long as the firmware runs: its finaliser would hang up the link.
+_ppp = None
 
 
 def _digest(head, data):
@@ -324,6 +338,8 @@ class Board:
     # -- network, clock, identity -----------------------------------------------------------
 
     def network_up(self, timeout_ms):
+        if self._cfg.get("net") == "ppp":
+            return self._ppp_up(timeout_ms)
         import network
 
         wlan = network.WLAN(network.STA_IF)
@@ -366,6 +382,44 @@ class Board:
             if st in (_LINK_FAIL, _LINK_NONET) and time.ticks_diff(now, joined) >= _REJOIN_MS:
                 wlan.disconnect()
                 joined = None
+            time.sleep_ms(50)
+
+    def _ppp_up(self, timeout_ms):
+        global _ppp
+        import network
+
+        if not hasattr(network, "PPP"):
+            raise OSError(_EINVAL, "rp2: this firmware has no network.PPP (net: ppp)")
+        cfg = self._cfg
+        if _ppp is None:
+            uart = machine.UART(
+                cfg.get("ppp_uart", 1),
+                baudrate=cfg.get("ppp_baud", 115200),
+                tx=machine.Pin(cfg.get("ppp_tx", 4)),
+                rx=machine.Pin(cfg.get("ppp_rx", 5)),
+                rxbuf=2048,
+            )
+            _ppp = network.PPP(uart)
+        ppp = _ppp
+        if ppp.isconnected():
+            return
+        t0 = time.ticks_ms()
+        while True:
+            st = ppp.status()
+            if st < _PPP_CONNECTING:  # never started, or failed (negative): dial (again)
+                if st == _PPP_AUTHFAIL:
+                    raise OSError(_EPERM, "rp2: the PPP peer refused the credentials")
+                user = cfg.get("ppp_user")
+                if user:
+                    ppp.connect(security=ppp.SEC_PAP, user=user, key=cfg.get("ppp_password", ""))
+                else:
+                    ppp.connect()
+            elif st == _PPP_CONNECTED and ppp.isconnected():
+                return
+            if time.ticks_diff(time.ticks_ms(), t0) >= timeout_ms:
+                raise OSError(
+                    _ETIMEDOUT, "rp2: PPP not up in %d ms (status %d)" % (timeout_ms, st)
+                )
             time.sleep_ms(50)
 
     def ticks_ms(self):

@@ -3,6 +3,7 @@ or build a MicroPython unix-port binary with the agent frozen in.
 
     exoprov build [--out build] [--board esp32|rp2|unix|all] [--mpy-cross PATH]
     exoprov build --firmware unix --micropython SRC [--bits 32|64] --board BOARD -o FILE
+    exoprov build --firmware rp2 --micropython DIR --board BOARD [--variant V] -o FILE.uf2
     exoprov build --mip OUTDIR [--mpy-cross PATH]
 
 Writes build/agent/*.mpy and build/boards/*.mpy (every module, so a compile error anywhere
@@ -20,6 +21,17 @@ With --firmware unix, SRC (a MicroPython source tree or a .tar.gz of one) gets i
 and unix port built in a temporary directory, with the project's manifest.py frozen in
 (the agent plus boards/BOARD.py), 32-bit with --bits 32 (the pointer size of ESP32 and RP2040;
 needs gcc -m32, Debian's gcc-multilib); the binary is copied to FILE.
+
+With --firmware rp2, DIR is a MicroPython tree with the rp2 port's submodules checked out
+(lib/pico-sdk, lib/tinyusb, lib/lwip, lib/mbedtls, lib/micropython-lib: `make -C ports/rp2
+submodules`); the port is built with cmake and Debian's gcc-arm-none-eabi,
+libnewlib-arm-none-eabi and libstdc++-arm-none-eabi-newlib (the SDK links libstdc++), the
+agent, boards/rp2.py and the factory application (`app`) frozen in. BOARD is one of the
+port's boards (RPI_PICO_W for Wi-Fi) or one of the project's in tools/firmware/rp2/
+(EXOPROV_PICO_PPP: a Pico with a PPP modem on UART1; variant UART drops USB for a UART-only
+console). FILE gets the UF2 (made here: picotool, which the SDK would fetch from the
+network, is not needed), with FILE's .bin and .elf beside it. Prints
+the firmware's flash size and the RAM left for the MicroPython heap.
 """
 
 import argparse
@@ -245,8 +257,10 @@ def build_firmware(port, src, bits, board, out, say=_say, extra=()):
     """Build MicroPython's `port` (unix) from src (tree or tarball) with manifest.py frozen,
     board module `board`, and the package folders in `extra` beside it (e.g. micropython-lib
     `requests`, for comparisons); copy the binary to out. -> out as a Path."""
+    if port == "rp2":
+        return build_rp2(src, board, out, say=say)
     if port != "unix":
-        raise BuildError(f"--firmware {port}: only unix is built here (for esp32 and rp2, "
+        raise BuildError(f"--firmware {port}: unix and rp2 are built here (for esp32, "
                          "give manifest.py to the port's make: see README)")  # fmt: skip
     if board not in BOARDS and not (ROOT / "boards" / f"{board}.py").is_file():
         raise BuildError(f"no board module boards/{board}.py")
@@ -311,6 +325,127 @@ def build_firmware(port, src, bits, board, out, say=_say, extra=()):
     return out
 
 
+# -- frozen firmware (MicroPython rp2 port) -----------------------------------------------
+
+RP2_BOARDS = Path(__file__).resolve().parent / "firmware" / "rp2"
+RP2_SUBMODULES = ("pico-sdk", "tinyusb", "lwip", "mbedtls", "micropython-lib")
+UF2_FAMILY_RP2040 = 0xE48BFF56
+XIP_BASE = 0x10000000
+
+
+def uf2(data, base=XIP_BASE, family=UF2_FAMILY_RP2040):
+    """-> the UF2 image (https://github.com/microsoft/uf2) of `data` flashed at `base`."""
+    blocks = [data[i : i + 256] for i in range(0, len(data), 256)]
+    out = bytearray()
+    for n, block in enumerate(blocks):
+        head = struct.pack(
+            "<IIIIIIII", 0x0A324655, 0x9E5D5157, 0x2000, base + 256 * n, 256, n,
+            len(blocks), family,
+        )  # fmt: skip
+        out += head + block.ljust(476, b"\0") + struct.pack("<I", 0x0AB16F30)
+    return bytes(out)
+
+
+def rp2_board_dir(mp, board):
+    """-> (folder of BOARD: the project's, else the port's)."""
+    for cand in (RP2_BOARDS / board, mp / "ports" / "rp2" / "boards" / board):
+        if (cand / "mpconfigboard.cmake").is_file():
+            return cand
+    ours = ", ".join(sorted(p.name for p in RP2_BOARDS.iterdir() if p.is_dir()))
+    raise BuildError(f"no rp2 board {board} (the port's boards, or the project's: {ours})")
+
+
+def _elf_sizes(elf):
+    """-> (flash bytes, bytes of RAM for the MicroPython heap) from the linked ELF."""
+    r = _run(["arm-none-eabi-size", "-A", str(elf)], what="arm-none-eabi-size")
+    sec = {}
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[1].isdigit():
+            sec[parts[0]] = (int(parts[1]), int(parts[2]))
+    # what the flash holds: every allocated section loaded from it (code, rodata, the
+    # initial values of .data), i.e. the .bin's length
+    r = _run(["arm-none-eabi-nm", str(elf)], what="arm-none-eabi-nm")
+    syms = {}
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            syms[parts[2]] = int(parts[0], 16)
+    heap = syms.get("__GcHeapEnd", 0) - syms.get("__GcHeapStart", 0)
+    return sec, heap
+
+
+def build_rp2(src, board, out, say=_say, variant=None, build_dir=None, jobs=None):
+    """The rp2 port with the agent frozen -> out (UF2), out's .bin and .elf. -> out."""
+    t0 = time.monotonic()
+    src = Path(src)
+    mp = _mp_root(src) if src.is_dir() else None
+    if mp is None:
+        raise BuildError(f"{src}: not a MicroPython source tree (no py/mpconfig.h)")
+    mp = mp.resolve()
+    missing = [m for m in RP2_SUBMODULES if not any((mp / "lib" / m).iterdir())]
+    if missing:
+        raise BuildError(f"{mp}: submodules not checked out: {', '.join(missing)} "
+                         "(make -C ports/rp2 submodules)")  # fmt: skip
+    for tool in ("cmake", "make", "arm-none-eabi-gcc"):
+        if not shutil.which(tool):
+            raise BuildError(f"{tool} not found (apt-get install cmake gcc-arm-none-eabi "
+                             "libnewlib-arm-none-eabi "
+                             "libstdc++-arm-none-eabi-newlib)")  # fmt: skip
+    board = board or "RPI_PICO_W"
+    bdir = rp2_board_dir(mp, board)
+    # the Pico W's radio: its driver and Bluetooth stack are submodules of their own
+    text = (bdir / "mpconfigboard.cmake").read_text()
+    extra = [m for key, m in (("CYW43", "cyw43-driver"), ("BTSTACK", "btstack")) if key in text]
+    missing = [m for m in extra if not any((mp / "lib" / m).glob("*"))]
+    if missing:
+        raise BuildError(f"{mp}: board {board} needs submodules not checked out: "
+                         f"{', '.join(missing)} "
+                         f"(make -C ports/rp2 submodules BOARD={board})")  # fmt: skip
+    if variant and not (bdir / f"mpconfigvariant_{variant}.cmake").is_file():
+        raise BuildError(f"board {board} has no variant {variant}")
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    keep = build_dir is not None
+    build = Path(build_dir) if keep else Path(tempfile.mkdtemp(prefix="exoprov-rp2-"))
+    try:
+        build.mkdir(parents=True, exist_ok=True)
+        # the factory application is frozen as `app` (main.py imports it when no bundle is
+        # current); manifest.py freezes the agent and boards/rp2.py
+        (build / "frozen").mkdir(exist_ok=True)
+        shutil.copy(ROOT / "boards" / "rp2_app.py", build / "frozen" / "app.py")
+        manifest = build / "manifest.py"
+        manifest.write_text(
+            f"include({str(ROOT / 'manifest.py')!r}, board='rp2')\n"
+            f"module('app.py', base_path={str(build / 'frozen')!r})\n"
+        )
+        cmake = [
+            "cmake", "-S", str(mp / "ports" / "rp2"), "-B", str(build / "build"),
+            "-DPICO_BUILD_DOCS=0", "-DPICO_NO_PICOTOOL=1", f"-DMICROPY_BOARD={board}",
+            f"-DMICROPY_BOARD_DIR={bdir}", f"-DMICROPY_FROZEN_MANIFEST={manifest}",
+        ]  # fmt: skip
+        if variant:
+            cmake.append(f"-DMICROPY_BOARD_VARIANT={variant}")
+        say(f"configuring the rp2 port ({mp}), board {board}" + (f"-{variant}" if variant else ""))
+        _run(cmake, what="cmake")
+        jobs = str(jobs or os.environ.get("EXOPROV_BUILD_JOBS") or 2)
+        say(f"building the rp2 port with the agent, boards/rp2.py and app frozen in (-j{jobs})")
+        _run(["make", "-C", str(build / "build"), "-j", jobs], what="rp2 port build")
+        bin_ = (build / "build" / "firmware.bin").read_bytes()
+        elf = build / "build" / "firmware.elf"
+        out.write_bytes(uf2(bin_))
+        out.with_suffix(".bin").write_bytes(bin_)
+        shutil.copy(elf, out.with_suffix(".elf"))
+        _sec, heap = _elf_sizes(elf)
+    finally:
+        if not keep:
+            shutil.rmtree(build, ignore_errors=True)
+    say(f"firmware {out} (UF2), {out.with_suffix('.bin').name} {len(bin_)} bytes of flash "
+        f"({len(bin_) / 1024:.0f} KiB), {heap} bytes of RAM for the MicroPython heap "
+        f"({time.monotonic() - t0:.0f} s)")  # fmt: skip
+    return out
+
+
 # -- command line ----------------------------------------------------------------------------
 
 
@@ -347,9 +482,11 @@ def main(argv=None):
     ap.add_argument("--mip", metavar="OUTDIR", help="write .mpy files and a package.json "
                     "for mip into OUTDIR")  # fmt: skip
     fw = ap.add_argument_group("frozen firmware")
-    fw.add_argument("--firmware", metavar="PORT", help="build PORT's firmware (unix)")
+    fw.add_argument("--firmware", metavar="PORT", help="build PORT's firmware (unix or rp2)")
     fw.add_argument("--micropython", metavar="SRC", help="MicroPython source tree or tarball")
     fw.add_argument("--bits", type=int, choices=(32, 64), default=64, help="unix: 32 or 64")
+    fw.add_argument("--variant", help="rp2: the board's variant (EXOPROV_PICO_PPP: UART)")
+    fw.add_argument("--build-dir", metavar="DIR", help="rp2: keep the build here (incremental)")
     fw.add_argument("-o", "--output", metavar="FILE", help="where to write the binary")
     fw.add_argument("--freeze", metavar="DIR", action="append", default=[],
                     help="also freeze this package folder (repeatable)")  # fmt: skip
@@ -358,6 +495,12 @@ def main(argv=None):
         if args.firmware:
             if not args.micropython or not args.output:
                 ap.error("--firmware needs --micropython SRC and -o FILE")
+            if args.firmware == "rp2":
+                build_rp2(
+                    args.micropython, None if args.board == "all" else args.board,
+                    args.output, variant=args.variant, build_dir=args.build_dir,
+                )  # fmt: skip
+                return 0
             board = "unix" if args.board == "all" else args.board
             build_firmware(
                 args.firmware, args.micropython, args.bits, board, args.output,

@@ -55,7 +55,9 @@ def read_config(path, board):
         raise DeployError(f"{path}: must be a JSON object", 2)
     if cfg.get("board", board) != board:
         raise DeployError(f"{path}: board is {cfg['board']!r}, not {board!r}", 2)
-    for key in ("server", "vendor", "model", "wifi_ssid"):
+    # a Pico whose network is a PPP modem (boards/rp2.py, "net": "ppp") has no Wi-Fi to name
+    wifi = () if board == "rp2" and cfg.get("net") == "ppp" else ("wifi_ssid",)
+    for key in ("server", "vendor", "model", *wifi):
         if not isinstance(cfg.get(key), str) or not cfg[key]:
             raise DeployError(f"{path}: {key}: missing", 2)
     if cfg["server"].startswith("https:") and not cfg.get("ca_file"):
