@@ -26,8 +26,11 @@ import sys
 import time
 
 import aiohttp
+from exoprov.fleet.client import Client
+from exoprov.fleet.errors import Conflict
 
-from tools.harness.faults.realserver import Fleet, RealServer
+from tools.harness import procs
+from tools.harness.faults.realserver import RealServer
 from tools.harness.loadtest import _whitelist
 from tools.server import rollpolicy
 
@@ -318,9 +321,24 @@ async def _activate(url, vendor, sns, concurrency=32):
     return ciks
 
 
-class _Fleet(Fleet):
+class _Fleet:
+    """The vendor's side of the runs: MODEL set up, its content plain or held."""
+
+    def __init__(self, url, vendor):
+        self.c = Client(url, cik=vendor["cik"], timeout=120)
+        self.c.setup(MODEL)
+
+    def content(self, model, cid, data, version=None):
+        """Content cid created (kept if it exists, as a held one is) and its bytes uploaded."""
+        meta = f"sha256={hashlib.sha256(data).hexdigest()}&version={version}"
+        try:
+            self.c.content_create(model, cid, meta=meta)
+        except Conflict:
+            pass
+        self.c.content_upload(model, cid, data)
+
     def hold(self, cid, data):
-        self._call("POST", f"/exoprov/v1/model/{MODEL}/rollouts/{cid}/hold", (200,))
+        self.c.request("POST", f"/exoprov/v1/model/{MODEL}/rollouts/{cid}/hold", (200,))
         return self.content(MODEL, cid, data, version=cid)
 
 
@@ -331,7 +349,6 @@ def run(devices=10_000, poll=150.0, apply=2.0, size=16 * 1024, waves=(1, 5), log
     with RealServer("--activation-limit", "0", "--rollout-check", "0.5") as srv:
         vendor = srv.add_vendor("rolloutvendor")
         fleet = _Fleet(srv.url, vendor)
-        fleet.model(MODEL)
         names = [f"dev{i:06d}" for i in range(devices)]
         t = time.monotonic()
         asyncio.run(_whitelist(srv.url, vendor, names, None))
@@ -410,4 +427,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(procs.main(main))
