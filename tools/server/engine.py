@@ -11,6 +11,8 @@ Engines: sqlite_engine.SqliteEngine (one file) and pg_engine.PgEngine (asyncpg).
 from dataclasses import dataclass
 from typing import Any, AsyncContextManager, Protocol, Sequence, runtime_checkable
 
+from .migrations import TYPES
+
 
 class Conflict(Exception):
     """A statement broke a uniqueness or foreign-key rule of the schema."""
@@ -25,6 +27,16 @@ class Dialect:
     find: str  # position of a substring: find(haystack, needle) > 0
     noindex: str  # prefix that keeps the planner off an index on a column ("+" or "")
     for_update: str  # lock the rows a read-modify-write reads ("" where the tx does)
+
+
+def dialect(name):
+    """The Dialect of engine `name`: one table of what the two spell differently."""
+    words = {
+        # find, noindex, for_update (SQLite's BEGIN IMMEDIATE already holds the write lock)
+        "sqlite": ("instr", "+", ""),
+        "postgres": ("strpos", "", " FOR UPDATE"),
+    }[name]
+    return Dialect(name, TYPES[name], *words)
 
 
 @runtime_checkable

@@ -32,18 +32,12 @@ import time
 import asyncpg
 
 from . import migrations
-from .engine import Conflict, Dialect
+from .engine import Conflict, dialect
 from .util import ApiError
 
 log = logging.getLogger("exoprov.server")
 
-DIALECT = Dialect(
-    name="postgres",
-    types=migrations.TYPES["postgres"],
-    find="strpos",
-    noindex="",
-    for_update=" FOR UPDATE",
-)
+DIALECT = dialect("postgres")
 
 # what "the database is not there right now" looks like to asyncpg
 DOWN = (

@@ -11,17 +11,11 @@ import logging
 import sqlite3
 
 from . import migrations
-from .engine import Conflict, Dialect
+from .engine import Conflict, dialect
 
 log = logging.getLogger("exoprov.server")
 
-DIALECT = Dialect(
-    name="sqlite",
-    types=migrations.TYPES["sqlite"],
-    find="instr",
-    noindex="+",
-    for_update="",  # BEGIN IMMEDIATE already holds the write lock
-)
+DIALECT = dialect("sqlite")
 
 
 def _statements(script):
