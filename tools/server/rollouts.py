@@ -172,7 +172,7 @@ async def tick(srv):
 
 async def ticker(app):
     srv = app[SERVER]
-    every = getattr(srv, "rollout_tick", TICK) or TICK
+    every = srv.rollout_tick or TICK
 
     async def loop():
         while True:
@@ -181,7 +181,9 @@ async def ticker(app):
                 await tick(srv)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a database away for a moment: try again at the next tick
+            except ApiError:  # the database away for a moment (said by the engine): next tick
+                pass
+            except Exception:
                 log.exception("rollout check failed")
 
     task = asyncio.get_running_loop().create_task(loop())
