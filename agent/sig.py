@@ -18,7 +18,6 @@ _L = const((1 << 252) + 27742317777372353535851937790883648493)
 _D = const(37095705934669439343138083508754565189542113879843219016388785533085940283555)
 _I = const(19681161376707505956807079304988542015446066515923890162744021073123829784752)
 _D2 = const(2 * _D % _P)
-_E = const((_P - 5) // 8)  # x = u v^3 (u v^7)^((p-5)/8): the square root candidate
 _M = const((1 << 64) - 1)
 # SHA-512 round constants and initial value (FIPS 180-4, 4.2.3 and 5.3.5), 16 hex digits each:
 # a str constant stays in flash when the agent is frozen into the firmware.
@@ -46,10 +45,6 @@ _K = (
     "6a09e667f3bcc908bb67ae8584caa73b3c6ef372fe94f82ba54ff53a5f1d36f1"
     "510e527fade682d19b05688c2b3e6c1f1f83d9abfb41bd6b5be0cd19137e2179"
 )
-
-
-def _r(x, n):
-    return (x >> n | x << 64 - n) & _M
 
 
 def _k(i):  # the i-th 64-bit word of _K
@@ -94,19 +89,25 @@ def _sha512(*parts):
 
 
 def _block(m, h):
-    # one SHA-512 compression of the 128 bytes in m into the state h (8 words, 64 bytes)
+    # one SHA-512 compression of the 128 bytes in m into the state h (8 words, 64 bytes). Each
+    # 64-bit operation allocates on a 32-bit port: a rotation is a shift of y = x | x << 64,
+    # and the three of a sigma share y (8 operations instead of 14); Ch and Maj in 3 and 4
     a, b, c, d, e, f, g, k = (_w(h, i) for i in range(8))
     for i in range(80):
         x = _w(m, i)
         if i > 15:
-            y, z = _w(m, i - 15), _w(m, i - 2)
-            y = _r(y, 1) ^ _r(y, 8) ^ y >> 7
-            z = _r(z, 19) ^ _r(z, 61) ^ z >> 6
-            x = (x + y + _w(m, i - 7) + z) & _M
+            y = _w(m, i - 15)
+            z = y | y << 64
+            x += _w(m, i - 7) + ((z >> 1 ^ z >> 8) & _M ^ y >> 7)
+            y = _w(m, i - 2)
+            z = y | y << 64
+            x = (x + ((z >> 19 ^ z >> 61) & _M ^ y >> 6)) & _M
             j = 8 * (i & 15)
             m[j : j + 8] = x.to_bytes(8, "big")
-        x += k + (_r(e, 14) ^ _r(e, 18) ^ _r(e, 41)) + ((e & f) ^ (e ^ _M) & g) + _k(i)
-        y = (_r(a, 28) ^ _r(a, 34) ^ _r(a, 39)) + ((a & b) ^ (a & c) ^ (b & c))
+        y = e | e << 64
+        x += k + ((y >> 14 ^ y >> 18 ^ y >> 41) & _M) + (g ^ e & (f ^ g)) + _k(i)
+        y = a | a << 64
+        y = ((y >> 28 ^ y >> 34 ^ y >> 39) & _M) + (a & b | c & (a | b))
         a, b, c, d, e, f, g, k = (x + y) & _M, a, b, c, (d + x) & _M, e, f, g
     for i, x in enumerate((a, b, c, d, e, f, g, k)):
         h[8 * i : 8 * i + 8] = ((_w(h, i) + x) & _M).to_bytes(8, "big")
@@ -147,6 +148,29 @@ def _dbl(p, t):  # dbl-2008-hwcd, a = -1: 8 products, 7 without T
     return -(d * c % _P), -(a * b % _P), -(c * a % _P), -(d * b % _P) if t else 0
 
 
+def _sq(x, n):  # x^(2^n)
+    for _ in range(n):
+        x = x * x % _P
+    return x
+
+
+def _p250(x):
+    """x^(2^250 - 1) and x^11: 1/x = x^(p - 2) and x^((p - 5)/8) follow in 5 and 2 squarings.
+    254 squarings and 11 products in all, where pow() squares as often but also multiplies for
+    each of the exponent's 250 or so one bits."""
+    a = x * x % _P  # x^2
+    b = _sq(a, 2) * x % _P  # x^9
+    a = b * a % _P  # x^11
+    b = a * a % _P * b % _P  # x^(2^5 - 1)
+    c = _sq(b, 5) * b % _P  # x^(2^10 - 1)
+    b = _sq(c, 10) * c % _P  # 2^20 - 1
+    b = _sq(b, 20) * b % _P  # 2^40 - 1
+    b = _sq(b, 10) * c % _P  # 2^50 - 1
+    c = _sq(b, 50) * b % _P  # 2^100 - 1
+    c = _sq(c, 100) * c % _P  # 2^200 - 1
+    return _sq(c, 50) * b % _P, a
+
+
 def _point(s):
     """32 bytes -> point, or None when they encode none (RFC 8032 5.1.3)."""
     y = int.from_bytes(s, "little")
@@ -158,7 +182,8 @@ def _point(s):
     u = (u - 1) % _P
     t = v * v % _P * v % _P  # v^3
     x = u * t % _P
-    x = x * pow(x * t % _P * v % _P, _E, _P) % _P
+    t = x * t % _P * v % _P  # u v^7
+    x = x * (_sq(_p250(t)[0], 2) * t % _P) % _P  # (u v^7)^(2^252 - 3), 2^252 - 3 = (p - 5)/8
     vx = x * x % _P * v % _P
     if vx != u:
         if (vx + u) % _P:
@@ -274,7 +299,8 @@ def _verify(pub, msg, sig):
             j = -1
         if m:
             q = _madd(q, a, 0, not n, 0)
-    z = pow(q[2] % _P, _P - 2, _P)
+    z, x = _p250(q[2] % _P)
+    z = _sq(z, 5) * x % _P  # 1/Z = Z^(p - 2), p - 2 = 2^255 - 21
     x, y = q[0] * z % _P, q[1] * z % _P
     return (y | (x & 1) << 255).to_bytes(32, "little") == bytes(sig[:32])
 
