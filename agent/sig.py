@@ -157,18 +157,19 @@ def _sq(x, n):  # x^(2^n)
 def _p250(x):
     """x^(2^250 - 1) and x^11: 1/x = x^(p - 2) and x^((p - 5)/8) follow in 5 and 2 squarings.
     254 squarings and 11 products in all, where pow() squares as often but also multiplies for
-    each of the exponent's 250 or so one bits."""
-    a = x * x % _P  # x^2
-    b = _sq(a, 2) * x % _P  # x^9
-    a = b * a % _P  # x^11
-    b = a * a % _P * b % _P  # x^(2^5 - 1)
-    c = _sq(b, 5) * b % _P  # x^(2^10 - 1)
-    b = _sq(c, 10) * c % _P  # 2^20 - 1
-    b = _sq(b, 20) * b % _P  # 2^40 - 1
-    b = _sq(b, 10) * c % _P  # 2^50 - 1
-    c = _sq(b, 50) * b % _P  # 2^100 - 1
-    c = _sq(c, 100) * c % _P  # 2^200 - 1
-    return _sq(c, 50) * b % _P, a
+    each of the exponent's 250 or so one bits. What stays live is negated (exact size, see
+    below): a square drops the sign, the comments give the true values."""
+    a = -(x * x % _P)  # -x^2
+    b = -(_sq(a, 2) * x % _P)  # -x^9
+    a = -(b * a % _P)  # -x^11
+    b = -(a * a % _P * b % _P)  # x^(2^5 - 1)
+    c = -(_sq(b, 5) * b % _P)  # -x^(2^10 - 1)
+    b = -(_sq(c, 10) * c % _P)  # x^(2^20 - 1)
+    b = -(_sq(b, 20) * b % _P)  # -x^(2^40 - 1)
+    b = -(_sq(b, 10) * c % _P)  # x^(2^50 - 1)
+    c = -(_sq(b, 50) * b % _P)  # -x^(2^100 - 1)
+    c = -(_sq(c, 100) * c % _P)  # x^(2^200 - 1)
+    return _sq(c, 50) * b % _P, -a
 
 
 def _point(s):
