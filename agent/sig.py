@@ -184,7 +184,11 @@ def _point(s):
     t = v * v % _P * v % _P  # v^3
     x = u * t % _P
     t = x * t % _P * v % _P  # u v^7
+    u = v = None  # three products to make again, two numbers fewer live through the chain
     x = x * (_sq(_p250(t)[0], 2) * t % _P) % _P  # (u v^7)^(2^252 - 3), 2^252 - 3 = (p - 5)/8
+    u = y * y % _P
+    v = (u * _D + 1) % _P
+    u = (u - 1) % _P
     vx = x * x % _P * v % _P
     if vx != u:
         if (vx + u) % _P:
