@@ -1,10 +1,13 @@
 """Ed25519 signature check (RFC 8032 5.1.7) with only what stock MicroPython ships.
 
-Arbitrary-precision ints, pow(a, e, m) and hashlib: no C module. SHA-512 is computed here when
-hashlib has none (MicroPython ships sha256 only). Points are extended coordinates (x, y, z, t)
-and [s]B - [k]A is one double-and-add pass over both scalars (B or -A added per set bit), so
-the extra heap is a few points, not tables. CPython uses the `cryptography` package when it
-is installed. Imported only when the configuration has `pubkeys`.
+Arbitrary-precision ints and hashlib: no C module. SHA-512 is computed here when hashlib has
+none (MicroPython ships sha256 only). Points are extended coordinates (x, y, z, t) and
+[s]B - [k]A is one pass of doublings over both scalars: s read in 5-bit sliding windows, each
+adding one of B's odd multiples (a constant table, in flash when frozen), k in non-adjacent
+form, each digit adding -A or A. Everything is counted in products and reductions, each an
+allocation on a 32-bit port (about 25 k cycles on a Cortex-M0+): about 2 700 of them. CPython
+uses the `cryptography` package when it is installed. Imported only when the configuration
+has `pubkeys`.
 """
 
 import hashlib
